@@ -1,0 +1,42 @@
+# One entry point for people and CI. `make test` is the README's test command and what .ci/run calls.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+# uv comes from PyPI into a private bootstrap venv, so a fresh machine needs only python3 with venv.
+UV_BOOT := .cache/uv-bootstrap
+UV := $(if $(shell command -v uv 2>/dev/null),uv,$(UV_BOOT)/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test lint format demo tiny clean
+
+setup: $(VENV)/.synced
+
+$(UV_BOOT)/bin/uv:
+	$(PYTHON) -m venv $(UV_BOOT)
+	$(UV_BOOT)/bin/pip install --quiet uv==$(UV_VERSION)
+
+# The lock pins every package; `--extra cpu` is vLLM's CPU build (see pyproject.toml for the torch override).
+$(VENV)/.synced: pyproject.toml uv.lock | $(if $(filter uv,$(UV)),,$(UV_BOOT)/bin/uv)
+	$(UV) sync --frozen --extra cpu
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(PY) -m pytest
+
+tiny: setup
+	$(PY) -m model_plugin.tiny .cache/tiny-spatial-mllm
+
+demo: setup
+	$(PY) -m model_plugin.reference.demo
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
