@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 from transformers import Qwen2_5_VLForConditionalGeneration
 from transformers.conversion_mapping import (
     get_checkpoint_conversion_mapping,
@@ -23,6 +24,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from model_plugin.config import SpatialMLLMConfig
 from model_plugin.connector import MLPAddConnector
+from model_plugin.reference.mrope import Qwen2_5_VLModelSeedPositions
 from model_plugin.spatial_encoder import SpatialEncoder, frames_to_unit_range, pad_to_temporal_multiple
 
 
@@ -46,7 +48,10 @@ class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     _keys_to_ignore_on_load_unexpected = [r"^spatial_encoder\.vggt_model\.track_head\."]  # noqa: RUF012
 
     def __init__(self, config: SpatialMLLMConfig) -> None:
-        super().__init__(config)
+        # Qwen2_5_VLForConditionalGeneration.__init__ with the inner model that keeps the seed's M-RoPE rule.
+        super(Qwen2_5_VLForConditionalGeneration, self).__init__(config)
+        self.model = Qwen2_5_VLModelSeedPositions(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.spatial_encoder = SpatialEncoder(config.spatial_config, with_heads=True)
         self.connector = MLPAddConnector.from_config(config)
         self.post_init()
@@ -68,6 +73,28 @@ class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         fused = self.connector(embeds, spatial, patch_start_idx, grid_thw)
         sizes = (grid_thw.prod(-1) // visual.spatial_merge_size**2).tolist()
         return BaseModelOutputWithPooling(pooler_output=torch.split(fused, sizes))
+
+    def _prepare_multimodal_encoder_kwargs_for_generation(self, model_kwargs: dict) -> dict:
+        """Encode pixels through the fused path before prefill.
+
+        transformers' ``generate`` pre-encodes pixels with the base model's ``get_*_features`` (the plain ViT)
+        and drops them; left alone, generation would silently skip the spatial encoder.
+        """
+        encoded = model_kwargs.setdefault("mm_encoder_outputs", {})
+        for modality, pixels_key, grid_key, frames_key in (
+            ("video", "pixel_values_videos", "video_grid_thw", "video_tchw"),
+            ("image", "pixel_values", "image_grid_thw", "image_tchw"),
+        ):
+            pixels = model_kwargs.pop(pixels_key, None)
+            frames = model_kwargs.pop(frames_key, None)
+            if pixels is None:
+                continue
+            if frames is None:
+                raise ValueError(f"{frames_key} (the resized frames) is required with {pixels_key}")
+            if modality == "image":
+                frames = [img if img.dim() == 4 else img.unsqueeze(0) for img in frames]
+            encoded[modality] = self.fuse_visual_features(pixels, model_kwargs[grid_key], frames)
+        return model_kwargs
 
     def forward(
         self,

@@ -1,12 +1,13 @@
-"""The VGGT aggregator: DINOv2 patch tokens, then alternating frame and global attention.
+"""The VGGT aggregator: DINOv2 patch tokens, then alternating frame-wise and global attention.
 
-Per frame the tokens are [camera, 4 registers, patches]; the first frame of each sequence uses the first of the
-two learned camera/register versions, every other frame the second. Layer i's output joins the frame block's
-and the global block's outputs on the channel axis ([B, S, P, 2*dim]).
+Per frame the tokens are [camera, registers, patches]. The camera and register parameters hold two versions:
+the first frame of every sequence uses version 0, every other frame version 1. Frame blocks attend within a
+frame ([B*S, P, C]); global blocks attend across all frames of a sequence ([B, S*P, C]). Layer i's output joins
+frame block i's and global block i's outputs on the channel axis: [B, S, P, 2*C].
 
-Callers name the layers they need (``layers=[-1]`` for the connector, the point head's four for sampling):
-the loop stops after the deepest one and only those outputs are kept, never the [depth x S x P x 2*dim] stack
-(at full size and 16 frames of 476x644 that stack alone is ~4.6 GB in bf16).
+Callers name the layers they need (``layers=[-1]`` for the connector, the point head's four for sampling): the
+loop stops after the deepest one and keeps only those outputs, never the [depth, B, S, P, 2C] stack (at full
+size, 16 frames of 476x644 that stack alone is ~4.6 GB in bf16).
 """
 
 from __future__ import annotations
@@ -18,14 +19,25 @@ from torch import nn
 
 from model_plugin.vggt.dinov2 import DINO_VARIANTS, DinoV2PatchEmbed
 from model_plugin.vggt.layers import Block
-from model_plugin.vggt.rope import patch_positions
+from model_plugin.vggt.rope import Rope2D, RopeTables
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def expand_special_tokens(param: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+    """[1, 2, n, C] -> [batch*frames, n, C]: version 0 for each sequence's first frame, version 1 after it."""
+    first = param[:, :1].expand(batch, 1, *param.shape[2:])
+    rest = param[:, 1:].expand(batch, frames - 1, *param.shape[2:])
+    return torch.cat([first, rest], dim=1).reshape(batch * frames, *param.shape[2:])
+
+
 class Aggregator(nn.Module):
-    """VGGT's aggregator; defaults are VGGT-1B's (DINOv2-L/14 with registers, 24 + 24 blocks of width 1024)."""
+    """VGGT's aggregator; defaults are VGGT-1B's (DINOv2-L/14 with registers, 24 + 24 blocks of width 1024).
+
+    ``dino_depth`` / ``dino_num_heads`` override the DINO variant's block count and heads (reduced test models);
+    the DINO width always equals ``embed_dim``.
+    """
 
     def __init__(
         self,
@@ -49,100 +61,115 @@ class Aggregator(nn.Module):
         dino_num_heads: int | None = None,
     ) -> None:
         super().__init__()
-        if tuple(aa_order) != ("frame", "global") or aa_block_size != 1:
-            raise ValueError("only aa_order ('frame', 'global') with aa_block_size 1 (VGGT-1B's) is implemented")
         if patch_embed not in DINO_VARIANTS:
             raise ValueError(f"unknown patch_embed {patch_embed!r}; known: {sorted(DINO_VARIANTS)}")
+        if sorted(aa_order) != ["frame", "global"]:
+            raise ValueError(f"aa_order must order 'frame' and 'global' once each, got {list(aa_order)}")
+        if aa_block_size < 1 or depth % aa_block_size:
+            raise ValueError(f"depth {depth} is not a multiple of aa_block_size {aa_block_size}")
         _, variant_depth, variant_heads = DINO_VARIANTS[patch_embed]
         self.patch_size = patch_size
         self.depth = depth
-        self.num_special_tokens = 1 + num_register_tokens
+        self.aa_order = tuple(aa_order)
+        self.aa_block_size = aa_block_size
+        self.head_dim = embed_dim // num_heads
+        self.patch_start_idx = 1 + num_register_tokens
+        self.rope = Rope2D(rope_freq) if rope_freq > 0 else None
         self.patch_embed = DinoV2PatchEmbed(
             img_size,
             patch_size,
             embed_dim,
-            depth=dino_depth if dino_depth is not None else variant_depth,
-            num_heads=dino_num_heads if dino_num_heads is not None else variant_heads,
+            depth=variant_depth if dino_depth is None else dino_depth,
+            num_heads=variant_heads if dino_num_heads is None else dino_num_heads,
             num_register_tokens=num_register_tokens,
         )
 
-        def block() -> Block:
-            return Block(
-                embed_dim,
-                num_heads,
-                mlp_ratio,
-                qkv_bias=qkv_bias,
-                proj_bias=proj_bias,
-                ffn_bias=ffn_bias,
-                init_values=init_values,
-                qk_norm=qk_norm,
-                rope_freq=rope_freq,
+        def blocks() -> nn.ModuleList:
+            return nn.ModuleList(
+                Block(
+                    embed_dim,
+                    num_heads,
+                    mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    proj_bias=proj_bias,
+                    ffn_bias=ffn_bias,
+                    init_values=init_values,
+                    qk_norm=qk_norm,
+                )
+                for _ in range(depth)
             )
 
-        self.frame_blocks = nn.ModuleList([block() for _ in range(depth)])
-        self.global_blocks = nn.ModuleList([block() for _ in range(depth)])
+        self.frame_blocks = blocks()
+        self.global_blocks = blocks()
         self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, embed_dim))
         self.register_token = nn.Parameter(torch.zeros(1, 2, num_register_tokens, embed_dim))
 
     @staticmethod
     def normalize(images: torch.Tensor) -> torch.Tensor:
-        """ImageNet normalisation with the constants cast to the image dtype, as the original does.
+        """ImageNet normalisation, constants cast to the image dtype.
 
         Built per call rather than kept as buffers: loaders that materialise a model from a checkpoint on the
         meta device (transformers 5, vLLM) never fill buffers the checkpoint lacks.
         """
-        mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(3, 1, 1)
+        shape = (3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(shape)
+        std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(shape)
         return (images - mean) / std
 
-    @property
-    def patch_start_idx(self) -> int:
-        return self.num_special_tokens
-
-    def _special_tokens(self, param: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
-        """[1, 2, n, dim] -> [batch*frames, n, dim]: version 0 for each sequence's first frame, 1 after."""
-        first = param[:, :1].expand(batch, 1, *param.shape[2:])
-        rest = param[:, 1:].expand(batch, frames - 1, *param.shape[2:])
-        return torch.cat([first, rest], dim=1).reshape(batch * frames, *param.shape[2:])
-
     def resolve_layers(self, layers: Sequence[int] | None) -> list[int]:
-        """Non-negative indices of the requested layers (all of them for ``None``)."""
+        """Non-negative indices of the requested layers, in the order asked (all layers for ``None``)."""
         if layers is None:
             return list(range(self.depth))
-        resolved = [i + self.depth if i < 0 else i for i in layers]
-        if any(not 0 <= i < self.depth for i in resolved):
+        resolved = [int(i) + self.depth if int(i) < 0 else int(i) for i in layers]
+        if not resolved or any(not 0 <= i < self.depth for i in resolved):
             raise IndexError(f"layers {list(layers)} out of range for depth {self.depth}")
         return resolved
 
-    def forward(self, images: torch.Tensor, layers: Sequence[int] | None = None) -> tuple[list[torch.Tensor], int]:
-        """images [B, S, 3, H, W] in [0, 1] (H, W multiples of the patch size) -> (outputs, patch_start_idx).
-
-        ``outputs`` holds, in the order asked, the [B, S, P, 2*dim] output of each requested layer.
-        """
-        batch, frames, _, height, width = images.shape
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, S, 3, H, W] in [0, 1] -> the first block's input [B*S, P, C]: special tokens + patches."""
+        batch, frames, channels, height, width = images.shape
+        if channels != 3:
+            raise ValueError(f"expected 3 input channels, got {channels}")
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f"image size {height}x{width} is not a multiple of {self.patch_size}")
-        wanted = self.resolve_layers(layers)
-        last = max(wanted)
         patches = self.patch_embed(self.normalize(images).reshape(batch * frames, 3, height, width))
-        tokens = torch.cat(
-            [
-                self._special_tokens(self.camera_token, batch, frames).to(patches.dtype),
-                self._special_tokens(self.register_token, batch, frames).to(patches.dtype),
-                patches,
-            ],
-            dim=1,
-        )
-        per_frame, dim = tokens.shape[1], tokens.shape[2]
-        pos = patch_positions(
-            height // self.patch_size, width // self.patch_size, self.num_special_tokens, images.device
-        )
-        global_pos = pos.repeat(frames, 1)
+        special = [
+            expand_special_tokens(p, batch, frames).to(patches.dtype) for p in (self.camera_token, self.register_token)
+        ]
+        return torch.cat([*special, patches], dim=1)
+
+    def _rope(self, images: torch.Tensor, dtype: torch.dtype) -> RopeTables | None:
+        if self.rope is None:
+            return None
+        height, width = images.shape[-2:]
+        grid = (height // self.patch_size, width // self.patch_size)
+        return self.rope.tables(*grid, self.patch_start_idx, self.head_dim, images.device, dtype)
+
+    def forward(self, images: torch.Tensor, layers: Sequence[int] | None = None) -> tuple[list[torch.Tensor], int]:
+        """images [B, S, 3, H, W] in [0, 1], H and W multiples of the patch size -> (outputs, patch_start_idx).
+
+        ``outputs`` holds the [B, S, P, 2*C] output of each requested layer in the order asked (every layer for
+        ``None``, as the original). Negative indices count from the last layer.
+        """
+        batch, frames = images.shape[:2]
+        wanted = self.resolve_layers(layers)
+        wanted_set = set(wanted)
+        tokens = self.embed(images)
+        per_frame, dim = tokens.shape[1:]
+        frame_rope = self._rope(images, tokens.dtype)
+        global_rope = frame_rope.repeat(frames) if frame_rope is not None else None
         kept: dict[int, torch.Tensor] = {}
-        for i in range(last + 1):
-            tokens = self.frame_blocks[i](tokens.reshape(batch * frames, per_frame, dim), pos)
-            frame_out = tokens.reshape(batch, frames, per_frame, dim) if i in wanted else None
-            tokens = self.global_blocks[i](tokens.reshape(batch, frames * per_frame, dim), global_pos)
-            if frame_out is not None:
-                kept[i] = torch.cat([frame_out, tokens.reshape(batch, frames, per_frame, dim)], dim=-1)
+        last_group = max(wanted) // self.aa_block_size
+        for group in range(last_group + 1):
+            outs: dict[str, dict[int, torch.Tensor]] = {"frame": {}, "global": {}}
+            for kind in self.aa_order:
+                for idx in range(group * self.aa_block_size, (group + 1) * self.aa_block_size):
+                    if kind == "frame":
+                        tokens = self.frame_blocks[idx](tokens.reshape(batch * frames, per_frame, dim), frame_rope)
+                    else:
+                        tokens = self.global_blocks[idx](tokens.reshape(batch, frames * per_frame, dim), global_rope)
+                    if idx in wanted_set:
+                        outs[kind][idx] = tokens.reshape(batch, frames, per_frame, dim)
+            for idx, frame_out in outs["frame"].items():
+                kept[idx] = torch.cat([frame_out, outs["global"][idx]], dim=-1)
         return [kept[i] for i in wanted], self.patch_start_idx

@@ -25,6 +25,8 @@ def _activate(x: torch.Tensor, kind: str) -> torch.Tensor:
         return F.relu(x)
     if kind == "exp":
         return torch.exp(x)
+    if kind == "inv_log":
+        return torch.sign(x) * torch.expm1(x.abs())
     raise ValueError(f"unknown activation {kind!r}")
 
 
@@ -66,17 +68,22 @@ class CameraHead(nn.Module):
         )
 
     def forward(self, aggregated_tokens_list: Sequence[torch.Tensor], num_iterations: int = 4) -> list[torch.Tensor]:
-        """Returns the activated [B, S, 9] encoding after each iteration (the last is the estimate)."""
+        """Activated [B, S, 9] encoding after each iteration (the last is the estimate).
+
+        Only the last entry of ``aggregated_tokens_list`` is read (its camera token, index 0), so a caller may
+        pass just ``aggregator(images, layers=[-1])[0]``.
+        """
         pose_tokens = self.token_norm(aggregated_tokens_list[-1][:, :, 0])
         batch, frames, _ = pose_tokens.shape
         normed = self.adaln_norm(pose_tokens)
-        raw: torch.Tensor | None = None
+        raw: torch.Tensor | None = None  # running sum of the deltas, before activation
         outputs = []
         for _ in range(num_iterations):
-            source = self.empty_pose_tokens.expand(batch, frames, -1) if raw is None else raw
+            # The original stops gradients through the previous estimate (no effect at inference).
+            source = self.empty_pose_tokens.expand(batch, frames, -1) if raw is None else raw.detach()
             shift, scale, gate = self.poseLN_modulation(self.embed_pose(source)).chunk(3, dim=-1)
             x = gate * (normed * (1 + scale) + shift) + pose_tokens
             delta = self.pose_branch(self.trunk_norm(self.trunk(x)))
-            raw = delta if raw is None else raw + delta
+            raw = delta if raw is None else raw.detach() + delta
             outputs.append(self.activate(raw))
         return outputs

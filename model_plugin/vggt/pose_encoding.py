@@ -47,8 +47,13 @@ def pose_encoding_to_extri_intri(
     pose_encoding_type: str = "absT_quaR_FoV",
     build_intrinsics: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """[..., 9] encodings -> extrinsics [..., 3, 4] ([R | T]) and intrinsics [..., 3, 3] (principal point
-    at the image centre, focal lengths from the fields of view)."""
+    """[..., 9] encodings -> extrinsics [..., 3, 4] ([R | T], world-to-camera, OpenCV axes) and intrinsics
+    [..., 3, 3] (principal point at the image centre, focal lengths from the fields of view), or ``None`` for
+    the intrinsics when ``build_intrinsics`` is false.
+
+    The intrinsics are float32 (float64 for float64 input), whatever the encoding's dtype, as in the original:
+    focal lengths of hundreds of pixels do not survive bf16.
+    """
     if pose_encoding_type != "absT_quaR_FoV":
         raise ValueError(f"unsupported pose encoding {pose_encoding_type!r}")
     height, width = image_size_hw
@@ -56,9 +61,11 @@ def pose_encoding_to_extri_intri(
     extrinsics = torch.cat([rotation, pose_encoding[..., :3, None]], dim=-1)
     if not build_intrinsics:
         return extrinsics, None
-    fy = (height / 2.0) / torch.tan(pose_encoding[..., 7] / 2.0)
-    fx = (width / 2.0) / torch.tan(pose_encoding[..., 8] / 2.0)
-    intrinsics = torch.zeros(*pose_encoding.shape[:-1], 3, 3, dtype=pose_encoding.dtype, device=pose_encoding.device)
+    dtype = torch.promote_types(pose_encoding.dtype, torch.float32)
+    fov = pose_encoding[..., 7:9].to(dtype)
+    fy = (height / 2.0) / torch.tan(fov[..., 0] / 2.0)
+    fx = (width / 2.0) / torch.tan(fov[..., 1] / 2.0)
+    intrinsics = torch.zeros(*pose_encoding.shape[:-1], 3, 3, dtype=dtype, device=pose_encoding.device)
     intrinsics[..., 0, 0] = fx
     intrinsics[..., 1, 1] = fy
     intrinsics[..., 0, 2] = width / 2.0
@@ -68,11 +75,25 @@ def pose_encoding_to_extri_intri(
 
 
 def extri_intri_to_pose_encoding(
-    extrinsics: torch.Tensor, intrinsics: torch.Tensor, image_size_hw: tuple[int, int]
+    extrinsics: torch.Tensor,
+    intrinsics: torch.Tensor,
+    image_size_hw: tuple[int, int],
+    pose_encoding_type: str = "absT_quaR_FoV",
 ) -> torch.Tensor:
-    """Inverse of ``pose_encoding_to_extri_intri``: [..., 3, 4] and [..., 3, 3] -> [..., 9]."""
+    """Inverse of ``pose_encoding_to_extri_intri``: [..., 3, 4] and [..., 3, 3] -> [..., 9].
+
+    The quaternion comes out unit-norm with w >= 0. Unlike the original, which always returns float32, the
+    result keeps the input dtype (so a float64 round trip stays exact).
+    """
+    if pose_encoding_type != "absT_quaR_FoV":
+        raise ValueError(f"unsupported pose encoding {pose_encoding_type!r}")
     height, width = image_size_hw
     quaternion = matrix_to_quaternion(extrinsics[..., :3, :3])
     fov_h = 2 * torch.atan((height / 2.0) / intrinsics[..., 1, 1])
     fov_w = 2 * torch.atan((width / 2.0) / intrinsics[..., 0, 0])
     return torch.cat([extrinsics[..., :3, 3], quaternion, fov_h[..., None], fov_w[..., None]], dim=-1)
+
+
+# The original's names for the quaternion helpers.
+quat_to_mat = quaternion_to_matrix
+mat_to_quat = matrix_to_quaternion

@@ -108,6 +108,20 @@ def test_generates(reference, processor) -> None:
     assert isinstance(answer, str) and answer
 
 
+@pytest.mark.parametrize("frames", [2, 5])
+def test_generate_uses_the_fused_features(reference, processor, frames: int) -> None:
+    """generate's own pre-encoding must go through the spatial encoder: its first-step logits equal the
+    forward pass's last-position logits (a plain-ViT pre-encoding would differ)."""
+    video = synthetic_video(frames=frames, height=56, width=84, seed=frames)
+    inputs = build_inputs(processor, [video], "How far is the door?")
+    with torch.no_grad():
+        last = reference(**inputs).logits[0, -1]
+        out = reference.generate(
+            **inputs, max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True
+        )
+    assert torch.allclose(out.logits[0][0], last, atol=1e-4), (out.logits[0][0] - last).abs().max()
+
+
 def test_spatial_features_reach_the_logits(reference, processor) -> None:
     """The same ViT input with other frames for VGGT must change the logits: the spatial path is wired."""
     video = synthetic_video()
@@ -126,9 +140,18 @@ def test_zero_connector_gives_plain_qwen(tiny_checkpoint: Path, processor) -> No
     qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
     video = synthetic_video(frames=6, height=84, width=112, seed=2)
     inputs = build_inputs(processor, [video], "Describe the room.")
+    # Both get the seed's M-RoPE positions (plain transformers 5 uses another rule after a video).
+    positions, _ = spatial.model.get_rope_index(
+        inputs["input_ids"],
+        inputs["mm_token_type_ids"],
+        video_grid_thw=inputs["video_grid_thw"],
+        second_per_grid_ts=inputs["second_per_grid_ts"],
+        attention_mask=inputs["attention_mask"],
+    )
     with torch.no_grad():
-        expected = qwen(**{k: v for k, v in inputs.items() if k != "video_tchw"}).logits
-        got = spatial(**inputs).logits
+        plain_inputs = {k: v for k, v in inputs.items() if k != "video_tchw"}
+        expected = qwen(**plain_inputs, position_ids=positions).logits
+        got = spatial(**inputs, position_ids=positions).logits
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
 
 
@@ -158,3 +181,18 @@ def test_image_goes_through_the_spatial_encoder(reference, processor) -> None:
     assert not torch.allclose(base, other, atol=1e-4)
     with pytest.raises(ValueError, match="image_tchw"):
         reference(**inputs)
+
+
+def test_mrope_follows_the_seed_rule(reference) -> None:
+    """Text after a video continues at the video block's largest position + 1 (transformers 4.51, vLLM)."""
+    video_token, text_token = 151656, 9707
+    ids = torch.tensor([[text_token] * 3 + [video_token] * 12 + [text_token] * 2])
+    types = torch.tensor([[0] * 3 + [2] * 12 + [0] * 2])
+    positions, delta = reference.model.get_rope_index(
+        ids, types, video_grid_thw=torch.tensor([[3, 4, 4]]), second_per_grid_ts=torch.tensor([1.0])
+    )
+    # 3 temporal patches x 2 tokens/s x 1 s each: temporal positions 3, 5, 7; rows and columns 3..4.
+    assert positions[0, 0, 3:15].tolist() == [3] * 4 + [5] * 4 + [7] * 4
+    assert positions[1, 0, 3:7].tolist() == [3, 3, 4, 4]
+    assert positions[:, 0, 15].tolist() == [8, 8, 8]
+    assert int(delta) == 10 - ids.shape[1]

@@ -94,7 +94,10 @@ def test_parity_with_reference(llm, reference, processor, shape) -> None:
     frames, height, width = shape
     video = synthetic_video(frames=frames, height=height, width=width, seed=sum(shape))
     question = "How many chairs are in the room?"
-    params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, prompt_logprobs=0, ignore_eos=True)
+    # The checkpoint's generation_config sets repetition_penalty 1.05; both sides use it explicitly.
+    params = SamplingParams(
+        temperature=0.0, max_tokens=MAX_TOKENS, prompt_logprobs=0, ignore_eos=True, repetition_penalty=1.05
+    )
     (out,) = llm.generate([_vllm_request(processor, video, question)], params, use_tqdm=False)
 
     ids, ref_logprobs = _reference_prompt_logprobs(reference, processor, video, question)
@@ -105,7 +108,9 @@ def test_parity_with_reference(llm, reference, processor, shape) -> None:
 
     inputs = build_inputs(processor, [video], question, fps=FPS)
     with torch.no_grad():
-        ref_tokens = reference.generate(**inputs, max_new_tokens=MAX_TOKENS, min_new_tokens=MAX_TOKENS, do_sample=False)
+        ref_tokens = reference.generate(
+            **inputs, max_new_tokens=MAX_TOKENS, min_new_tokens=MAX_TOKENS, do_sample=False, repetition_penalty=1.05
+        )
     assert list(out.outputs[0].token_ids) == ref_tokens[0, len(ids) :].tolist()
 
 

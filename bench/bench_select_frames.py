@@ -1,0 +1,204 @@
+"""Benchmark: vectorised space-aware selection vs a plain Python-set implementation of the same algorithm.
+
+The baseline, :func:`reference_select`, is the reference algorithm written the obvious way: plain numpy for
+the per-point arithmetic, one Python ``set`` of voxel tuples per frame and a greedy loop over set
+differences. (``sa_sampling.py`` itself runs a per-frame ``torch.unique(dim=0)`` before building its sets;
+on CPU that is slower still, so it would flatter the ratio.) The tests also use it as an independent oracle
+for :func:`sampling.space_aware.select_frames`.
+
+Scenes are synthetic point maps shaped like VGGT's output for a 16:9 video (294 x 518 per frame): a box room
+with a few objects, a walking camera, depth-dependent noise, ``1 + exp(.)`` confidences and a few far,
+low-confidence outliers.
+
+    python -m bench.bench_select_frames [--frames 16 32 64 128] [--reps 7] [--baseline plain] [--out table.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sampling.space_aware import select_frames
+
+# --------------------------------------------------------------------------------------------------------
+# baseline
+
+
+def reference_sets(
+    world_points: np.ndarray, world_points_conf: np.ndarray, unique_rows: bool = False
+) -> list[set[tuple[int, ...]]]:
+    """Per-frame voxel sets, the plain way: float32 threshold, mask, bounding box, floor, set of tuples.
+
+    ``unique_rows`` deduplicates each frame's voxel ids with ``np.unique(axis=0)`` before building the set,
+    the structure of ``sa_sampling.py`` (which uses ``torch.unique(dim=0)``); same result, ~3x slower.
+    """
+    pts = np.asarray(world_points, dtype=np.float32)
+    conf = np.asarray(world_points_conf, dtype=np.float32)
+    threshold = np.percentile(conf.reshape(-1), 50)
+    mask = (conf >= threshold) & (conf > np.float32(0.1))
+    valid = pts[mask]
+    lo = valid.min(axis=0)
+    hi = valid.max(axis=0)
+    voxel_size = (hi - lo).min() / np.float32(20)
+    sets = []
+    for t in range(pts.shape[0]):
+        ids = np.floor((pts[t][mask[t]] - lo) / voxel_size).astype(np.int64)
+        if unique_rows:
+            ids = np.unique(ids, axis=0)
+        sets.append(set(map(tuple, ids.tolist())))
+    return sets
+
+
+def reference_greedy(voxel_sets: Sequence[set[tuple[int, ...]]], k: int) -> list[int]:
+    """Greedy maximum coverage over Python sets: strict '>' scanning ascending frames, stop at zero gain."""
+    covered: set[tuple[int, ...]] = set()
+    remaining = list(range(len(voxel_sets)))
+    order: list[int] = []
+    for _ in range(k):
+        best, best_gain = -1, 0
+        for frame in remaining:
+            gain = len(voxel_sets[frame] - covered)
+            if gain > best_gain:
+                best, best_gain = frame, gain
+        if best_gain == 0:
+            break
+        order.append(best)
+        covered |= voxel_sets[best]
+        remaining.remove(best)
+    return order
+
+
+def reference_select(
+    world_points: np.ndarray, world_points_conf: np.ndarray, k: int, unique_rows: bool = False
+) -> list[int]:
+    """The whole selection with Python sets; returns sorted frame indices."""
+    return sorted(reference_greedy(reference_sets(world_points, world_points_conf, unique_rows), k))
+
+
+# --------------------------------------------------------------------------------------------------------
+# synthetic scenes
+
+
+def _box_hits(origin: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Ray parameter of the first hit with an axis-aligned box seen from outside (inf when missed)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1 = (lo - origin) / dirs
+        t2 = (hi - origin) / dirs
+    near = np.nanmax(np.minimum(t1, t2), axis=1)
+    far = np.nanmin(np.maximum(t1, t2), axis=1)
+    return np.where((near <= far) & (near > 0), near, np.inf)
+
+
+def make_scene(n_frames: int, height: int = 294, width: int = 518, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """World points [T, H, W, 3] and confidences [T, H, W] (float32) of a camera walking through a room."""
+    rng = np.random.default_rng(seed)
+    room = rng.uniform([4.0, 3.0, 2.4], [9.0, 7.0, 3.2])
+    boxes = []
+    for _ in range(rng.integers(2, 5)):
+        size = rng.uniform([0.4, 0.4, 0.4], [1.8, 1.2, 1.5])
+        corner = rng.uniform([0.0, 0.0, 0.0], [room[0] - size[0], room[1] - size[1], 0.0])
+        boxes.append((corner, corner + size))
+    waypoints = rng.uniform([0.8, 0.8, 1.3], [room[0] - 0.8, room[1] - 0.8, 1.7], size=(4, 3))
+    s = np.linspace(0, 3, n_frames)
+    path = np.stack([np.interp(s, np.arange(4), waypoints[:, i]) for i in range(3)], axis=1)
+    heading = np.unwrap(np.arctan2(*np.gradient(path[:, :2], axis=0)[:, ::-1].T))
+    yaw = heading + 0.8 * np.sin(np.linspace(0, 4 * np.pi, n_frames))
+    focal = width / 2 / np.tan(np.radians(rng.uniform(60, 90)) / 2)
+    u, v = np.meshgrid(np.arange(width) - (width - 1) / 2, np.arange(height) - (height - 1) / 2)
+    cam = np.stack([np.full(u.size, focal), -u.ravel(), -v.ravel()], axis=1)  # forward, left, up
+    cam /= np.linalg.norm(cam, axis=1, keepdims=True)
+    points = np.empty((n_frames, height * width, 3), np.float32)
+    conf = np.empty((n_frames, height * width), np.float32)
+    for t in range(n_frames):
+        c, sn, pitch = np.cos(yaw[t]), np.sin(yaw[t]), -0.15
+        rot_yaw = np.array([[c, -sn, 0], [sn, c, 0], [0, 0, 1]])
+        rot_pitch = np.array([[np.cos(pitch), 0, -np.sin(pitch)], [0, 1, 0], [np.sin(pitch), 0, np.cos(pitch)]])
+        dirs = cam @ (rot_yaw @ rot_pitch).T
+        origin = path[t]
+        with np.errstate(divide="ignore"):
+            walls = np.where(dirs > 0, (room - origin) / dirs, np.where(dirs < 0, -origin / dirs, np.inf))
+        depth = walls.min(axis=1)
+        for lo, hi in boxes:
+            depth = np.minimum(depth, _box_hits(origin, dirs, lo, hi))
+        depth = depth * (1 + rng.normal(0, 0.004, depth.size)) + rng.normal(0, 0.005, depth.size)
+        outlier = rng.random(depth.size) < 0.03
+        depth[outlier] += rng.uniform(12, 40, int(outlier.sum()))
+        points[t] = origin + dirs * depth[:, None]
+        conf[t] = 1 + np.exp(rng.normal(rng.normal(0.5, 0.5), 0.7, depth.size) - 0.12 * depth)
+        conf[t, outlier] = 1.08
+    return points.reshape(n_frames, height, width, 3), conf.reshape(n_frames, height, width)
+
+
+# --------------------------------------------------------------------------------------------------------
+# timing
+
+
+def _time_interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median wall time per function in ms, alternating the functions in each repetition."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():  # warm-up: first-call costs (lazy imports, allocator growth) are not the subject
+        fn()
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
+def run(frames: Sequence[int], k: int, reps: int, height: int, width: int, baseline: str = "plain") -> str:
+    """Benchmark every T; asserts identical selections; returns a markdown table."""
+    unique_rows = baseline == "unique-rows"
+    lines = [
+        f"Space-aware selection, k={k}, {height}x{width} world points per frame, {baseline} python-set "
+        f"baseline, median of {reps} interleaved runs after one warm-up",
+        "",
+        "| T | python-set ms | vectorised ms | ratio |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for n_frames in frames:
+        points, conf = make_scene(n_frames, height, width, seed=n_frames)
+        fast = select_frames(points, conf, k)
+        slow = reference_select(points, conf, k, unique_rows)
+        assert fast == slow, f"T={n_frames}: vectorised {fast} != python-set {slow}"
+        ms = _time_interleaved(
+            {
+                "slow": lambda p=points, c=conf: reference_select(p, c, k, unique_rows),
+                "fast": lambda p=points, c=conf: select_frames(p, c, k),
+            },
+            reps,
+        )
+        lines.append(f"| {n_frames} | {ms['slow']:.1f} | {ms['fast']:.1f} | {ms['slow'] / ms['fast']:.1f}x |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--height", type=int, default=294)
+    parser.add_argument("--width", type=int, default=518)
+    parser.add_argument(
+        "--baseline",
+        choices=["plain", "unique-rows"],
+        default="plain",
+        help="plain: a set of voxel tuples per frame; unique-rows: np.unique(axis=0) first (sa_sampling.py)",
+    )
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    args = parser.parse_args(argv)
+    table = run(args.frames, args.k, args.reps, args.height, args.width, args.baseline)
+    print()
+    print(table)
+    if args.out:
+        args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()
