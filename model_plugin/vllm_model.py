@@ -32,6 +32,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 from model_plugin.connector import MLPAddConnector
 from model_plugin.spatial_encoder import SpatialEncoder
 
+SPATIAL_PREFIXES = ("spatial_encoder", "connector")
 # Checkpoint keys of VGGT heads: the served model only needs the aggregator (sampling loads heads itself).
 SKIPPED_PREFIXES = [
     f"spatial_encoder.vggt_model.{head}." for head in ("camera_head", "point_head", "depth_head", "track_head")
@@ -45,6 +46,19 @@ def unpatchify(patches: torch.Tensor, grid_thw: list[int], patch: int, temporal:
     # (t, hb, wb, mh, mw, C, tt, ph, pw) -> (t, tt, C, hb, mh, ph, wb, mw, pw)
     x = x.permute(0, 6, 5, 1, 3, 7, 2, 4, 8)
     return x.reshape(t * temporal, -1, h * patch, w * patch)
+
+
+def denormalize_patches(patches: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Normalised patches ([N, C*...], channel-major per patch) -> the original pixels / 255.
+
+    The frames were integers before normalisation, so rounding recovers them exactly.
+    """
+    channels = mean.numel()
+    shaped = patches.float().reshape(patches.shape[0], channels, -1)
+    pixels = torch.round(
+        (shaped * std.to(patches.device).view(1, -1, 1) + mean.to(patches.device).view(1, -1, 1)) * 255
+    )
+    return (pixels.clamp(0, 255) / 255.0).reshape(patches.shape)
 
 
 @MULTIMODAL_REGISTRY.register_processor(
@@ -78,17 +92,12 @@ class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         if self._norm_mean is None:
             from transformers import AutoImageProcessor
 
-            image_processor = AutoImageProcessor.from_pretrained(
+            processor = AutoImageProcessor.from_pretrained(
                 self.model_config.model, trust_remote_code=self.model_config.trust_remote_code
             )
-            self._norm_mean = torch.tensor(image_processor.image_mean)
-            self._norm_std = torch.tensor(image_processor.image_std)
-        channels = self._norm_mean.numel()
-        shaped = patches.float().reshape(patches.shape[0], channels, -1)
-        mean = self._norm_mean.to(patches.device).view(1, -1, 1)
-        std = self._norm_std.to(patches.device).view(1, -1, 1)
-        pixels = torch.round((shaped * std + mean) * 255.0).clamp(0, 255)
-        return (pixels / 255.0).reshape(patches.shape)
+            self._norm_mean = torch.tensor(processor.image_mean)
+            self._norm_std = torch.tensor(processor.image_std)
+        return denormalize_patches(patches, self._norm_mean, self._norm_std)
 
     def _fuse(
         self, embeds: tuple[torch.Tensor, ...], pixel_values: torch.Tensor, grid_thw: torch.Tensor
@@ -119,7 +128,21 @@ class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         return self._fuse(embeds, image_input["pixel_values"], image_input["image_grid_thw"])
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
-        """Both checkpoint layouts (Qwen's mapper), spatial encoder and connector as named; heads skipped."""
+        """Both checkpoint layouts (Qwen's mapper), spatial encoder and connector as named; heads skipped.
+
+        A checkpoint without the spatial encoder or connector would otherwise serve plain Qwen2.5-VL without a
+        word, so missing weights of either are an error naming them.
+        """
         kept = ((name, w) for name, w in weights if not name.startswith(tuple(SKIPPED_PREFIXES)))
-        loader = AutoWeightsLoader(self)
-        return loader.load_weights(kept, mapper=self.hf_to_vllm_mapper)
+        loaded = AutoWeightsLoader(self).load_weights(kept, mapper=self.hf_to_vllm_mapper)
+        missing = sorted(
+            name
+            for prefix in SPATIAL_PREFIXES
+            if isinstance(getattr(self, prefix), torch.nn.Module)
+            for name, _ in getattr(self, prefix).named_parameters(prefix=prefix)
+            if name not in loaded
+        )
+        if missing:
+            shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+            raise ValueError(f"the checkpoint lacks Spatial-MLLM weights: {shown}; is it a Spatial-MLLM checkpoint?")
+        return loaded

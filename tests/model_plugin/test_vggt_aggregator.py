@@ -141,8 +141,8 @@ def test_grouped_alternation_keeps_layer_selection_consistent() -> None:
     assert torch.equal(picked[0], full[1]) and torch.equal(picked[1], full[2])
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_is_close_to_float32(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(("dtype", "max_rel"), [(torch.bfloat16, 0.03), (torch.float16, 0.005)])
+def test_half_precision_is_close_to_float32(dtype: torch.dtype, max_rel: float) -> None:
     """Keeps dtype handling honest: no float32 leaks into a half-precision run and the result stays close."""
     case = load_case("case_b1s4_224x308")
     model = fixture_aggregator().to(dtype)
@@ -151,4 +151,4 @@ def test_half_precision_is_close_to_float32(dtype: torch.dtype) -> None:
     assert out.dtype == dtype and start == 5
     expected = case["aggregated_tokens.1"]
     rel = ((out.float() - expected).norm() / expected.norm()).item()
-    assert rel < 0.02, f"{dtype}: relative error {rel:.3g}"
+    assert rel < max_rel, f"{dtype}: relative error {rel:.3g}"  # observed: bf16 0.017, fp16 0.0012

@@ -1,0 +1,28 @@
+"""Test media made at test time (nothing is downloaded): encoded videos and images from synthetic frames."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def encode_mp4(frames: np.ndarray, path: Path, fps: int = 4, codec: str = "libx264") -> Path:
+    """Write [T, H, W, 3] uint8 frames as an H.264 mp4 (even H and W, as yuv420p requires)."""
+    _, height, width, _ = frames.shape
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def data_url(path: Path, mime: str = "video/mp4") -> str:
+    """``data:`` URL of a file, as OpenAI-style ``video_url`` parts carry it."""
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
