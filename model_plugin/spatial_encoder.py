@@ -17,8 +17,6 @@ from torch import nn
 from model_plugin.config import VGGTSpatialEncoderConfig
 from model_plugin.vggt import VGGT
 
-SKIPPED_HEAD_PREFIXES = ("track_head.",)
-
 
 def frames_to_unit_range(frames: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] (or float already in [0, 1]) frames -> float32 in [0, 1], as the original divides by 255."""

@@ -1,0 +1,133 @@
+"""The geometry network for space-aware sampling: VGGT's aggregator and point head on candidate frames.
+
+Preprocessing is the seed's (``sa_sampling.py``): portrait frames are turned 90 degrees clockwise, every frame is
+resized (PIL bicubic) to width 518 with its height rounded to a multiple of 14, centre-cropped to 518 rows
+when taller, and divided by 255. Only the aggregator layers the point head reads are computed, and the point
+head runs ``frames_chunk_size`` frames at a time; global attention spans all candidates, so the aggregator
+itself cannot be chunked over frames.
+
+Weights come from the served Spatial-MLLM checkpoint (``spatial_encoder.vggt_model.*``: the encoder was frozen
+in training, so its heads are VGGT-1B's) or from a standalone VGGT safetensors file (``aggregator.*``,
+``point_head.*``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from model_plugin.config import VGGTSpatialEncoderConfig
+from model_plugin.vggt import VGGT
+
+VGGT_INPUT_WIDTH = 518
+VGGT_PATCH = 14
+CHECKPOINT_PREFIX = "spatial_encoder.vggt_model."
+NEEDED_PARTS = ("aggregator.", "point_head.")
+
+
+def candidate_indices(num_frames: int, max_candidates: int = 128) -> np.ndarray:
+    """The seed's candidates: ``min(max_candidates, n)`` indices from ``linspace(0, n - 1)``, truncated to int."""
+    if num_frames <= 0:
+        raise ValueError("a video with no frames has no candidates")
+    return np.linspace(0, num_frames - 1, num=min(max_candidates, num_frames), dtype=int)
+
+
+def vggt_input_size(height: int, width: int) -> tuple[int, int, bool]:
+    """(height, width, rotated) of a frame after the seed's preprocessing, before the centre crop."""
+    rotated = height > width
+    if rotated:
+        height, width = width, height
+    new_height = round(height * (VGGT_INPUT_WIDTH / width) / VGGT_PATCH) * VGGT_PATCH
+    return new_height, VGGT_INPUT_WIDTH, rotated
+
+
+def preprocess_frames(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] frames -> float32 [T, 3, h, 518] in [0, 1], exactly as the seed prepares VGGT input."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    new_height, new_width, rotated = vggt_input_size(frames.shape[1], frames.shape[2])
+    out = []
+    for frame in frames:
+        image = Image.fromarray(frame)
+        if rotated:
+            image = image.rotate(-90, expand=True)
+        image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
+        out.append(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
+    images = torch.stack(out).float() / 255.0
+    if new_height > VGGT_INPUT_WIDTH:
+        top = (new_height - VGGT_INPUT_WIDTH) // 2
+        images = images[:, :, top : top + VGGT_INPUT_WIDTH]
+    return images
+
+
+def _read_state_dict(path: Path, prefix: str) -> dict[str, torch.Tensor]:
+    """Tensors under ``prefix`` (prefix removed) from one safetensors file or a sharded checkpoint directory."""
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open handles are not iterable
+                name = key[len(prefix) :] if key.startswith(prefix) else None
+                if name is not None and name.startswith(NEEDED_PARTS):
+                    state[name] = handle.get_tensor(key)
+    return state
+
+
+@dataclass(frozen=True)
+class GeometryNetwork:
+    """A VGGT with aggregator and point head, on its device and dtype."""
+
+    vggt: VGGT
+    device: torch.device
+    dtype: torch.dtype
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        config: VGGTSpatialEncoderConfig | None = None,
+    ) -> GeometryNetwork:
+        """From a Spatial-MLLM checkpoint directory (its ``spatial_config`` gives the sizes) or a standalone
+        VGGT safetensors file (VGGT-1B sizes unless ``config`` says otherwise)."""
+        source = Path(source)
+        config_file = source / "config.json" if source.is_dir() else None
+        if config_file is not None and config_file.exists():
+            spatial = json.loads(config_file.read_text()).get("spatial_config", {})
+            config = config or VGGTSpatialEncoderConfig(**{k: v for k, v in spatial.items() if k != "model_type"})
+            prefix = CHECKPOINT_PREFIX
+        else:
+            config = config or VGGTSpatialEncoderConfig()
+            prefix = ""
+        vggt = VGGT(
+            img_size=config.img_size,
+            patch_size=config.patch_size,
+            embed_dim=config.embed_dim,
+            enable_camera=False,
+            enable_depth=False,
+            aggregator_kwargs=config.aggregator_kwargs(),
+            point_head_kwargs=config.point_head_kwargs,
+        )
+        state = _read_state_dict(source, prefix)
+        missing, unexpected = vggt.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{source} does not hold a VGGT aggregator and point head "
+                f"(missing {len(missing)}: {missing[:3]}, unexpected {len(unexpected)}: {unexpected[:3]})"
+            )
+        torch_device = torch.device(device)
+        return cls(vggt.to(torch_device, dtype).eval(), torch_device, dtype)
+
+    @torch.no_grad()
+    def world_points(self, images: torch.Tensor, frames_chunk_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+        """[T, 3, h, w] images in [0, 1] -> world points [T, h, w, 3] and confidence [T, h, w] (float32)."""
+        batch = images.to(self.device, self.dtype)[None]
+        points, conf = self.vggt.predict_world_points(batch, frames_chunk_size=frames_chunk_size)
+        return points[0].float(), conf[0].float()

@@ -1,0 +1,79 @@
+"""VGGT preprocessing and loading for space-aware sampling (tiny checkpoint, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from model_plugin.config import VGGTSpatialEncoderConfig
+from model_plugin.reference import SpatialMLLMForConditionalGeneration
+from sampling.geometry import GeometryNetwork, candidate_indices, preprocess_frames, vggt_input_size
+
+
+def _frames(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+
+
+def test_candidates_are_the_seeds_linspace() -> None:
+    assert candidate_indices(500).tolist() == np.linspace(0, 499, 128, dtype=int).tolist()
+    assert candidate_indices(50).tolist() == list(range(50))
+    with pytest.raises(ValueError):
+        candidate_indices(0)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((480, 640), (392, 518, False)), ((640, 480), (392, 518, True)), ((1080, 1920), (294, 518, False))],
+)
+def test_input_size(size: tuple[int, int], expected: tuple[int, int, bool]) -> None:
+    assert vggt_input_size(*size) == expected
+
+
+def test_portrait_frames_are_turned_clockwise() -> None:
+    portrait = _frames(2, 80, 60, seed=1)
+    turned = np.ascontiguousarray(np.rot90(portrait, k=-1, axes=(1, 2)))
+    assert torch.equal(preprocess_frames(portrait), preprocess_frames(turned))
+    assert preprocess_frames(portrait).shape == (2, 3, 392, 518)
+
+
+def test_preprocess_output_range_and_shape() -> None:
+    images = preprocess_frames(_frames(3, 48, 64))
+    assert images.shape == (3, 3, 392, 518)
+    assert images.dtype == torch.float32 and images.min() >= 0.0 and images.max() <= 1.0
+    with pytest.raises(ValueError, match="uint8"):
+        preprocess_frames(_frames(1, 48, 64).astype(np.float32))
+
+
+def test_points_match_the_reference_models_vggt(tiny_checkpoint: Path) -> None:
+    network = GeometryNetwork.load(tiny_checkpoint)
+    reference = SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
+    images = preprocess_frames(_frames(3, 42, 56, seed=3))
+    points, conf = network.world_points(images)
+    with torch.no_grad():
+        ref_points, ref_conf = reference.spatial_encoder.vggt_model.predict_world_points(images[None])
+    assert points.shape == (3, *images.shape[2:], 3) and conf.shape == (3, *images.shape[2:])
+    assert torch.equal(points, ref_points[0]) and torch.equal(conf, ref_conf[0])
+
+
+def test_standalone_vggt_file_loads(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    prefix = "spatial_encoder.vggt_model."
+    weights = load_file(tiny_checkpoint / "model.safetensors")
+    standalone = tmp_path / "vggt.safetensors"
+    save_file({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}, standalone)
+    spatial = json.loads((tiny_checkpoint / "config.json").read_text())["spatial_config"]
+    network = GeometryNetwork.load(standalone, config=VGGTSpatialEncoderConfig(**spatial))
+    images = preprocess_frames(_frames(2, 42, 56, seed=4))
+    assert torch.equal(network.world_points(images)[0], GeometryNetwork.load(tiny_checkpoint).world_points(images)[0])
+
+
+def test_a_checkpoint_without_vggt_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "other.safetensors"
+    save_file({"model.embed_tokens.weight": torch.zeros(2, 2)}, bogus)
+    with pytest.raises(ValueError, match="does not hold a VGGT"):
+        GeometryNetwork.load(bogus)
