@@ -1,0 +1,47 @@
+"""Bounded caches for sampling results, keyed by what the bytes are, never by what a client calls them.
+
+A key is the SHA-256 of the video's content plus every parameter that changes the result, so two uploads of
+the same bytes share an entry and no file name, URL or id a client chooses can collide with another video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from cachetools import LRUCache
+
+Value = TypeVar("Value")
+
+
+def content_hash(data: bytes) -> str:
+    """Hex SHA-256 of the video bytes: the identity of a video for every cache here."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class SamplingCache(Generic[Value]):
+    """Thread-safe LRU of at most ``max_entries`` results, with hit/miss counters for metrics."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self._entries: LRUCache[Hashable, Value] = LRUCache(maxsize=max_entries)
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Value]) -> Value:
+        """The cached value for ``key``, computing (outside the lock) and storing it on a miss."""
+        with self._lock:
+            if key in self._entries:
+                self.hits += 1
+                return self._entries[key]
+            self.misses += 1
+        value = compute()
+        with self._lock:
+            self._entries[key] = value
+        return value
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
