@@ -8,7 +8,7 @@ UV := $(if $(shell command -v uv 2>/dev/null),uv,$(UV_BOOT)/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint format demo tiny clean
+.PHONY: setup test lint format demo reference-demo tiny clean
 
 setup: $(VENV)/.synced
 
@@ -35,7 +35,12 @@ test: lint
 tiny: setup
 	$(PY) -m model_plugin.tiny .cache/tiny-spatial-mllm
 
+# The server with the built-in tiny model on CPU; prints a ready-to-paste curl line once the engine is up.
 demo: setup
+	$(PY) -m server --demo --host 127.0.0.1 --port 8000
+
+# The reference (transformers) model answering one question about a generated video, no server.
+reference-demo: setup
 	$(PY) -m model_plugin.reference.demo
 
 clean:

@@ -42,6 +42,21 @@ class SamplingCache(Generic[Value]):
             self._entries[key] = value
         return value
 
+    def lookup(self, key: Hashable) -> Value | None:
+        """The cached value (refreshing its recency) or None; counts a hit or a miss."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return value
+
+    def store(self, key: Hashable, value: Value) -> None:
+        """Insert or replace ``key``, evicting the least recently used entries past the bound."""
+        with self._lock:
+            self._entries[key] = value
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)

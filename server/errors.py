@@ -1,0 +1,83 @@
+"""Errors in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, built on vLLM's own models.
+
+Every route of ours raises :class:`APIError` (or a :class:`sampling.errors.VideoError`) and the handlers here
+turn it into the same JSON vLLM's routes answer with, so a client sees one error format whichever room of the
+server answered. ``code`` is the HTTP status, as vLLM writes it.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import JSONResponse
+from vllm.entrypoints.serve.engine.protocol import ErrorInfo, ErrorResponse
+
+from sampling.errors import VideoError
+
+ERROR_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    404: "NotFoundError",
+    413: "RequestTooLargeError",
+    415: "UnsupportedMediaTypeError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+    503: "ServiceUnavailableError",
+    504: "GatewayTimeoutError",
+    507: "InsufficientStorageError",
+}
+
+
+class APIError(Exception):
+    """A client-visible failure with its HTTP status; ``retry_after`` (seconds) adds a ``Retry-After`` header."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+def error_response(status: int, message: str, param: str | None = None, retry_after: int | None = None) -> JSONResponse:
+    """The JSON response for one error, in OpenAI's shape."""
+    body = ErrorResponse(
+        error=ErrorInfo(
+            message=message, type=ERROR_TYPES.get(status, HTTPStatus(status).phrase), param=param, code=status
+        )
+    )
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, APIError)
+    return error_response(exc.status, exc.message, exc.param, exc.retry_after)
+
+
+async def _video_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VideoError)
+    return error_response(exc.status, str(exc), getattr(exc, "param", None))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """Malformed JSON is a 400; well-formed JSON that breaks the schema is a 422 naming the field."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return error_response(400, "The request body is not valid JSON.")
+    first = errors[0] if errors else {}
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(loc) or None
+    message = str(first.get("msg", "invalid request"))[:500]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return error_response(422, f"{param}: {message}{more}" if param else message + more, param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map our exceptions (and request-schema failures) onto OpenAI-shaped responses."""
+    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(VideoError, _video_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,59 @@
+"""OpenAI's Files API for videos: upload once, ask many questions by ``file_id``.
+
+``POST /v1/files`` takes multipart ``file`` and ``purpose`` like OpenAI's endpoint (so ``client.files.create``
+works unmodified); the content must decode as a video before an id is handed out. Ids are 128-bit random.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from server.errors import APIError
+from server.metrics import UPLOAD_BYTES
+from server.protocol import FileDeleted, FileList, FileObject
+
+router = APIRouter()
+
+
+async def read_upload(upload: UploadFile, max_bytes: int, param: str) -> bytes:
+    """The uploaded bytes, refusing past ``max_bytes`` (the body cap stops larger requests earlier)."""
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise APIError(413, f"The video exceeds the limit of {max_bytes} bytes.", param)
+    if not data:
+        raise APIError(400, "The uploaded file is empty.", param)
+    return data
+
+
+@router.post("/v1/files", response_model=FileObject)
+async def create_file(
+    raw_request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()] = "user_data"
+) -> FileObject:
+    """Store a video for later chat requests; 415 when it is not a decodable video."""
+    state = raw_request.app.state
+    data = await read_upload(file, state.settings.max_video_bytes, "file")
+    await state.preparer.probe(data, "file")
+    stored = await asyncio.to_thread(state.files.add, data, file.filename or "upload", purpose[:64])
+    UPLOAD_BYTES.labels("upload").inc(len(data))
+    return FileObject(**stored.public())
+
+
+@router.get("/v1/files", response_model=FileList)
+async def list_files(raw_request: Request) -> FileList:
+    files = await asyncio.to_thread(raw_request.app.state.files.list)
+    return FileList(data=[FileObject(**f.public()) for f in files])
+
+
+@router.get("/v1/files/{file_id}", response_model=FileObject)
+async def retrieve_file(file_id: str, raw_request: Request) -> FileObject:
+    stored = await asyncio.to_thread(raw_request.app.state.files.get, file_id)
+    return FileObject(**stored.public())
+
+
+@router.delete("/v1/files/{file_id}", response_model=FileDeleted)
+async def delete_file(file_id: str, raw_request: Request) -> FileDeleted:
+    stored = await asyncio.to_thread(raw_request.app.state.files.delete, file_id)
+    return FileDeleted(id=stored.id)

@@ -1,0 +1,195 @@
+"""Where a request's media comes from: ``data:`` URLs, http(s) URLs and uploaded file ids, each checked before
+a byte is decoded, and the rewrite of a chat message's video parts into prepared-frame references.
+
+Content parts we accept for video: ``{"type": "video_url", "video_url": {"url": ...}}`` where the URL is a
+``data:`` URL, an http(s) URL or a ``file-...`` id, and OpenAI's ``{"type": "file", "file": {"file_id": ...}}``
+(or ``file_data`` as a data URL). http(s) images are fetched here too (through the same address checks) and
+handed to vLLM inline; ``data:`` images go to vLLM as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from sampling.cache import content_hash
+from server.connector import PREPARED_VIDEOS
+from server.errors import APIError
+from server.fetch import FetchPolicy, fetch_bytes
+from server.file_store import FileStore
+from server.metrics import UPLOAD_BYTES
+from server.protocol import VideoSampling
+from server.settings import ServerSettings
+from server.video_prep import SamplingSpec, VideoPreparer
+
+VIDEO_MIME_OK = ("video/", "application/octet-stream", "application/mp4")
+MAX_PARTS_PER_MESSAGE = 256
+
+
+@dataclass(frozen=True)
+class VideoBytes:
+    """A video's bytes with their SHA-256 (computed once; uploads carry it from the upload)."""
+
+    data: bytes
+    digest: str
+
+
+def parse_data_url(url: str, max_bytes: int, param: str, accept: Callable[[str], bool]) -> bytes:
+    """Decoded bytes of a base64 ``data:`` URL; 415 for a MIME type ``accept`` refuses, 413 past ``max_bytes``."""
+    header, sep, payload = url[5:].partition(",")
+    if not sep:
+        raise APIError(400, "Malformed data URL: no ',' separates the header from the data.", param)
+    mime, _, encoding = header.rpartition(";")
+    if encoding.lower() != "base64":
+        raise APIError(400, "Only base64 data URLs are supported.", param)
+    mime = mime.partition(";")[0].strip().lower()
+    if mime and not accept(mime):
+        raise APIError(415, f"Unsupported media type {mime[:64]!r} for this part.", param)
+    if len(payload) * 3 // 4 > max_bytes:
+        raise APIError(413, f"The inline media exceeds the limit of {max_bytes} bytes.", param)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise APIError(400, "The data URL's base64 payload is invalid.", param) from exc
+
+
+def _is_video_mime(mime: str) -> bool:
+    return mime.startswith(VIDEO_MIME_OK)
+
+
+def _is_image_mime(mime: str) -> bool:
+    return mime.startswith("image/")
+
+
+def _parts(messages: list[Any]) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    for m, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            if len(content) > MAX_PARTS_PER_MESSAGE:
+                raise APIError(400, f"A message may hold at most {MAX_PARTS_PER_MESSAGE} content parts.", "messages")
+            for p, part in enumerate(content):
+                if isinstance(part, dict):
+                    yield m, p, part
+
+
+class MediaResolver:
+    """Turns a request's media references into bytes, and video parts into prepared frames for vLLM."""
+
+    def __init__(
+        self, settings: ServerSettings, files: FileStore, preparer: VideoPreparer, http: httpx.AsyncClient
+    ) -> None:
+        self.settings = settings
+        self.files = files
+        self.preparer = preparer
+        self.http = http
+
+    def sampling_spec(self, requested: VideoSampling | None) -> SamplingSpec:
+        """The request's sampling with server defaults filled in; 400 when it asks for more than the caps."""
+        s = self.settings
+        requested = requested or VideoSampling()
+        if requested.num_frames is not None and requested.num_frames > s.max_num_frames:
+            raise APIError(400, f"num_frames may be at most {s.max_num_frames}.", "video_sampling.num_frames")
+        if requested.max_pixels is not None and requested.max_pixels > s.max_pixels_per_frame:
+            raise APIError(400, f"max_pixels may be at most {s.max_pixels_per_frame}.", "video_sampling.max_pixels")
+        if requested.fps is not None and requested.num_frames is not None:
+            raise APIError(400, "Give either num_frames or fps, not both.", "video_sampling")
+        num_frames = None if requested.fps is not None else (requested.num_frames or s.default_num_frames)
+        return SamplingSpec(
+            strategy=requested.strategy or s.default_strategy,
+            num_frames=num_frames,
+            fps=requested.fps,
+            max_frames=s.max_num_frames,
+            min_pixels=s.min_pixels_per_frame,
+            max_pixels=requested.max_pixels or s.max_pixels_per_frame,
+            total_pixels=s.max_total_pixels,
+        )
+
+    async def video_bytes(self, url: str, param: str) -> VideoBytes:
+        """The bytes behind a video reference (data URL, http(s) URL or ``file-`` id)."""
+        s = self.settings
+        if url.startswith("file-"):
+            stored, data = await asyncio.to_thread(self.files.read, url)
+            return VideoBytes(data, stored.sha256)
+        if url[:5].lower() == "data:":
+            data = parse_data_url(url, s.max_video_bytes, param, _is_video_mime)
+            source = "data_url"
+        elif url[:7].lower() == "http://" or url[:8].lower() == "https://":
+            data = await fetch_bytes(self.http, url, self._policy(), param)
+            source = "url"
+        else:
+            raise APIError(400, "A video must be a data: URL, an http(s) URL or an uploaded file id.", param)
+        UPLOAD_BYTES.labels(source).inc(len(data))
+        return VideoBytes(data, await asyncio.to_thread(content_hash, data))
+
+    def _policy(self) -> FetchPolicy:
+        s = self.settings
+        return FetchPolicy(s.max_video_bytes, s.fetch_timeout_s, s.fetch_max_redirects, s.allow_private_urls)
+
+    async def _inline_image(self, url: str, param: str) -> str:
+        if url[:5].lower() == "data:":
+            parse_data_url(url, self.settings.max_video_bytes, param, _is_image_mime)
+            return url
+        if url[:7].lower() == "http://" or url[:8].lower() == "https://":
+            data = await fetch_bytes(self.http, url, self._policy(), param)
+            return "data:image/*;base64," + base64.b64encode(data).decode()
+        raise APIError(400, "An image must be a data: URL or an http(s) URL.", param)
+
+    def _video_url_of(self, part: dict[str, Any], param: str) -> str | None:
+        kind = part.get("type")
+        if kind == "video_url":
+            ref = part.get("video_url")
+            url = ref.get("url") if isinstance(ref, dict) else ref
+        elif kind == "file":
+            ref = part.get("file") or {}
+            url = ref.get("file_id") or ref.get("file_data") if isinstance(ref, dict) else None
+        else:
+            return None
+        if not isinstance(url, str) or not url:
+            raise APIError(400, "A video part needs a URL or a file id.", param)
+        return url
+
+    async def rewrite_messages(self, messages: list[Any], spec: SamplingSpec, max_videos: int) -> list[str]:
+        """Replace each video part by a prepared-frame reference (in place); returns the references to release.
+
+        Videos are fetched, decoded and sampled concurrently (in worker threads); any failure releases what was
+        already prepared and raises.
+        """
+        videos: list[tuple[dict[str, Any], str, str]] = []
+        images: list[tuple[dict[str, Any], str]] = []
+        for m, p, part in _parts(messages):
+            param = f"messages[{m}].content[{p}]"
+            url = self._video_url_of(part, param)
+            if url is not None:
+                videos.append((part, url, param))
+            elif part.get("type") == "image_url":
+                images.append((part, param))
+        if len(videos) > max_videos:
+            raise APIError(400, f"A request may carry at most {max_videos} video(s).", "messages")
+
+        for part, param in images:
+            ref = part.get("image_url")
+            url = ref.get("url") if isinstance(ref, dict) else ref
+            if not isinstance(url, str) or not url:
+                raise APIError(400, "An image part needs a URL.", param)
+            part["image_url"] = {"url": await self._inline_image(url, param)}
+
+        async def prepare(url: str, param: str) -> str:
+            video = await self.video_bytes(url, param)
+            return PREPARED_VIDEOS.put(await self.preparer.prepare(video.data, video.digest, spec, param))
+
+        results = await asyncio.gather(*(prepare(url, param) for _, url, param in videos), return_exceptions=True)
+        prepared = [r for r in results if isinstance(r, str)]
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            PREPARED_VIDEOS.release(prepared)
+            raise failure
+        for (part, _, _), ref in zip(videos, prepared, strict=True):
+            part.clear()
+            part.update({"type": "video_url", "video_url": {"url": ref}})
+        return prepared

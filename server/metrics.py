@@ -1,0 +1,24 @@
+"""Our Prometheus metrics. They live in the default registry, which vLLM's ``/metrics`` already exposes beside
+its own ``vllm:*`` series, so one scrape sees both."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+DECODE_SECONDS = Histogram(
+    "spatial_mllm_decode_seconds", "Time to open a video and decode the sampled frames.", buckets=SECONDS_BUCKETS
+)
+SAMPLING_SECONDS = Histogram(
+    "spatial_mllm_sampling_seconds",
+    "Time to choose and prepare frames (decode included), by strategy.",
+    ["strategy"],
+    buckets=SECONDS_BUCKETS,
+)
+SAMPLING_CACHE = Counter(
+    "spatial_mllm_sampling_cache_total", "Sampling-cache lookups by result (hit or miss).", ["result"]
+)
+UPLOAD_BYTES = Counter("spatial_mllm_upload_bytes_total", "Bytes of video received, by how they came.", ["source"])
+REQUESTS = Counter("spatial_mllm_requests_total", "HTTP requests by route and status code.", ["route", "status"])
+REJECTED = Counter("spatial_mllm_rejected_total", "Requests refused by admission control.", ["reason"])

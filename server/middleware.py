@@ -1,0 +1,178 @@
+"""ASGI middleware of our layer: request ids with structured logs, API keys, body caps and admission control.
+
+All of it is plain ASGI (no ``BaseHTTPMiddleware``), so streaming responses pass through untouched and a
+client disconnect still reaches vLLM's handlers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.errors import error_response
+from server.metrics import REJECTED, REQUESTS
+
+REQUEST_ID = contextvars.ContextVar("request_id", default="-")
+ACCESS_LOG = logging.getLogger("spatial_mllm_serve.access")
+GUARDED_PREFIX = "/v1/"
+ADMITTED_PATHS = ("/v1/chat/completions", "/v1/video/chat")
+
+
+def _route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class RequestContext:
+    """A request id per request (the client's ``X-Request-Id`` if sane, else a fresh one), echoed in the
+    response header and carried by a context variable into logs; one JSON access-log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if 0 < len(given) <= 128 and given.isascii() and given.isprintable() else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-Id", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUESTS.labels(_route_label(scope), str(status)).inc()
+            ACCESS_LOG.info(
+                json.dumps(
+                    {
+                        "request_id": request_id,
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 1),
+                    }
+                )
+            )
+            REQUEST_ID.reset(token)
+
+
+class APIKeys:
+    """``Authorization: Bearer <key>`` on ``/v1/*``; any of several keys, compared in constant time on digests
+    (so neither the key's content nor its length leaks through timing). Keys are never logged."""
+
+    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
+        self.app = app
+        self.digests = [hashlib.sha256(key.encode()).digest() for key in keys]
+
+    def _allowed(self, headers: Headers) -> bool:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        digest = hashlib.sha256(token.strip().encode()).digest()
+        matched = False
+        for expected in self.digests:
+            matched |= secrets.compare_digest(digest, expected)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and self.digests
+            and scope.get("method") != "OPTIONS"
+            and scope["path"].startswith(GUARDED_PREFIX)
+            and not self._allowed(Headers(scope=scope))
+        ):
+            response = error_response(401, "Invalid or missing API key (send 'Authorization: Bearer <key>').")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuses bodies over ``max_bytes`` with a 413, from ``Content-Length`` before reading anything, or while
+    streaming when the client sends chunked data; nothing past the cap is buffered."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        too_large = error_response(413, f"The request body exceeds the limit of {self.max_bytes} bytes.")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await too_large(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Admission:
+    """A bounded number of generation requests in flight; the excess is answered at once with 503 and
+    ``Retry-After`` instead of queueing without bound (clients and load balancers retry elsewhere)."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_s: int) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] not in ADMITTED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            REJECTED.labels("busy").inc()
+            busy = error_response(503, "The server is at capacity; retry shortly.", retry_after=self.retry_after_s)
+            await busy(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -1,0 +1,66 @@
+"""``POST /v1/video/chat``: one multipart request with a video and a question, for curl users.
+
+``curl -F video=@room.mp4 -F question="How many chairs?" URL`` gets the same answer as the equivalent chat
+completion; ``-F stream=true`` streams SSE; sampling fields are form fields too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from sampling.cache import content_hash
+from server.chat import ERROR_RESPONSES, answer
+from server.connector import PREPARED_VIDEOS
+from server.errors import APIError
+from server.files_api import read_upload
+from server.metrics import UPLOAD_BYTES
+from server.protocol import SpatialChatCompletionRequest, VideoSampling
+
+router = APIRouter()
+
+
+@router.post("/v1/video/chat", responses=ERROR_RESPONSES)
+async def video_chat(
+    raw_request: Request,
+    video: Annotated[UploadFile, File(description="the video file")],
+    question: Annotated[str, Form(min_length=1, max_length=32_768)],
+    model: Annotated[str | None, Form()] = None,
+    strategy: Annotated[Literal["uniform", "space_aware"] | None, Form()] = None,
+    num_frames: Annotated[int | None, Form(ge=1)] = None,
+    fps: Annotated[float | None, Form(gt=0)] = None,
+    max_tokens: Annotated[int | None, Form(ge=1)] = None,
+    temperature: Annotated[float | None, Form(ge=0)] = None,
+    seed: Annotated[int | None, Form()] = None,
+    stream: Annotated[bool, Form()] = False,
+):
+    """Answer ``question`` about ``video``: an OpenAI chat completion (or its SSE stream)."""
+    state = raw_request.app.state
+    data = await read_upload(video, state.settings.max_video_bytes, "video")
+    UPLOAD_BYTES.labels("oneshot").inc(len(data))
+    spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps))
+    digest = await asyncio.to_thread(content_hash, data)
+    prepared = PREPARED_VIDEOS.put(await state.preparer.prepare(data, digest, spec, "video"))
+    try:
+        request = SpatialChatCompletionRequest(
+            model=model or state.served_model_name,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "video_url", "video_url": {"url": prepared}},
+                        {"type": "text", "text": question},
+                    ],
+                }
+            ],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            stream=stream,
+        )
+    except ValueError as exc:
+        PREPARED_VIDEOS.release([prepared])
+        raise APIError(400, str(exc)) from exc
+    return await answer(request, raw_request, [prepared])

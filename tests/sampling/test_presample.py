@@ -1,0 +1,68 @@
+"""The offline pre-sampling CLI writes the seed's frame-folder layout, for both strategies."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media import encode_mp4
+from PIL import Image
+
+from model_plugin.reference.demo import synthetic_video
+from sampling.presample import seed_uniform_indices
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    for name, frames in (("scene0001", 12), ("scene0002", 20)):
+        pixels = synthetic_video(frames=frames, height=64, width=96, seed=frames).permute(0, 2, 3, 1).numpy()
+        encode_mp4(np.ascontiguousarray(pixels), root / f"{name}.mp4", fps=4)
+    (root / "notes.txt").write_text("not a video, and not *.mp4 either")
+    (root / "broken.mp4").write_bytes(b"not really an mp4")
+    return root
+
+
+def test_seed_uniform_indices() -> None:
+    assert seed_uniform_indices(12, 16) == list(range(12))
+    # candidates are floor(i * 999 / 127); the 4 kept are candidates 0, 42, 84 and 127
+    assert seed_uniform_indices(1000, 4) == [0, 330, 660, 999]
+    assert len(seed_uniform_indices(1000, 16)) == 16
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sampling", "presample", *args], capture_output=True, text=True)
+
+
+def test_uniform_presample_layout(video_dir: Path, tmp_path: Path) -> None:
+    done = _run(str(video_dir), str(tmp_path), "--strategy", "uniform", "--num-frames", "8")
+    assert done.returncode == 1  # broken.mp4 is reported and skipped
+    assert "skipped broken.mp4" in done.stderr
+    files = sorted((tmp_path / "uniform_sampling" / "scene0002").iterdir())
+    expected = [f"scene0002_frame_{i:06d}.png" for i in seed_uniform_indices(20, 8)]
+    assert [f.name for f in files] == expected
+    assert Image.open(files[0]).size == (96, 64)  # full-resolution decoded frames
+    assert len(list((tmp_path / "uniform_sampling" / "scene0001").iterdir())) == 8
+
+
+def test_space_aware_presample_with_checkpoint_weights(video_dir: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    done = _run(
+        str(video_dir),
+        str(tmp_path),
+        "--strategy",
+        "space_aware",
+        "--num-frames",
+        "4",
+        "--weights",
+        str(tiny_checkpoint),
+    )
+    assert "2 video(s) written" in done.stdout, done.stderr[-2000:]
+    for name, total in (("scene0001", 12), ("scene0002", 20)):
+        files = sorted((tmp_path / "sa_sampling" / name).iterdir())
+        assert 1 <= len(files) <= 4
+        indices = [int(re.fullmatch(rf"{name}_frame_(\d{{6}})\.png", f.name).group(1)) for f in files]
+        assert indices == sorted(set(indices)) and all(0 <= i < total for i in indices)

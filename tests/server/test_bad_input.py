@@ -1,0 +1,216 @@
+"""Bad input through the real server: each case gets its documented status in OpenAI's error shape, the server
+keeps answering afterwards, and no temporary or partial file stays behind."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from media import empty_fragmented_mp4, encode_mp4
+from PIL import Image
+
+pytestmark = pytest.mark.engine
+MODEL = "spatial-mllm-tiny"
+
+
+def _chat(video_url: str, **extra) -> dict:
+    return {
+        "model": MODEL,
+        "max_tokens": 2,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "video_url", "video_url": {"url": video_url}}, {"type": "text", "text": "hi"}],
+            }
+        ],
+        **extra,
+    }
+
+
+def _b64(data: bytes, mime: str = "video/mp4") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _png_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _long_video(path: Path) -> bytes:
+    frames = np.zeros((130, 16, 16, 3), dtype=np.uint8)
+    return encode_mp4(frames, path, fps=1).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory, room_video: Path) -> dict[str, bytes]:
+    root = tmp_path_factory.mktemp("bad-media")
+    good = room_video.read_bytes()
+    return {
+        "good": good,
+        "truncated": good[: len(good) // 3],
+        "corrupt": good[:48] + bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8)),
+        "text": b"this is a text file, not a video\n" * 50,
+        "png": _png_bytes(),
+        "zero_frames": empty_fragmented_mp4(root / "empty.mp4"),
+        "long": _long_video(root / "long.mp4"),
+        "oversized": good + b"\0" * (2 << 20),
+    }
+
+
+def _upload(live, path: str, field: str, data: bytes, form: dict | None = None) -> httpx.Response:
+    return httpx.post(
+        f"{live.base}{path}",
+        files={field: ("room.mp4", data, "video/mp4")},
+        data=form,
+        headers=live.headers,
+        timeout=30,
+    )
+
+
+def _post(live, body: dict | None = None, headers: dict | None = None, **kwargs) -> httpx.Response:
+    return httpx.post(
+        f"{live.base}/v1/chat/completions",
+        json=body,
+        headers=live.headers if headers is None else headers,
+        timeout=120,
+        **kwargs,
+    )
+
+
+CASES: list[tuple[str, int, Callable]] = [
+    ("corrupt video", 400, lambda live, m: _post(live, _chat(_b64(m["corrupt"])))),
+    ("truncated video", 400, lambda live, m: _post(live, _chat(_b64(m["truncated"])))),
+    ("text file as video", 415, lambda live, m: _post(live, _chat(_b64(m["text"], "application/octet-stream")))),
+    ("png renamed as video", 415, lambda live, m: _post(live, _chat(_b64(m["png"])))),
+    ("zero-frame video", 400, lambda live, m: _post(live, _chat(_b64(m["zero_frames"])))),
+    ("video over the duration cap", 400, lambda live, m: _post(live, _chat(_b64(m["long"])))),
+    ("oversized inline video", 413, lambda live, m: _post(live, _chat(_b64(m["oversized"])))),
+    ("wrong MIME type in data URL", 415, lambda live, m: _post(live, _chat(_b64(m["good"], "text/plain")))),
+    ("bad base64", 400, lambda live, m: _post(live, _chat("data:video/mp4;base64,@@not-base64@@"))),
+    ("data URL without base64", 400, lambda live, m: _post(live, _chat("data:video/mp4,rawbytes"))),
+    ("unknown file id", 404, lambda live, m: _post(live, _chat("file-" + "0" * 32))),
+    ("malformed file id", 404, lambda live, m: _post(live, _chat("file-../../etc/passwd"))),
+    ("loopback URL", 400, lambda live, m: _post(live, _chat("http://127.0.0.1:1/room.mp4"))),
+    ("private URL", 400, lambda live, m: _post(live, _chat("http://10.0.0.1/room.mp4"))),
+    ("link-local URL", 400, lambda live, m: _post(live, _chat("http://169.254.169.254/latest/meta-data"))),
+    ("IPv6 loopback URL", 400, lambda live, m: _post(live, _chat("http://[::1]/room.mp4"))),
+    ("file:// URL", 400, lambda live, m: _post(live, _chat("file:///etc/passwd"))),
+    ("internal prepared-frame scheme", 400, lambda live, m: _post(live, _chat("spatial-mllm-prepared://guess"))),
+    (
+        "frames above the cap",
+        400,
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"num_frames": 17})),
+    ),
+    (
+        "negative frame count",
+        422,
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"num_frames": -3})),
+    ),
+    (
+        "unknown strategy",
+        422,
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"strategy": "random"})),
+    ),
+    (
+        "fps and num_frames together",
+        400,
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"num_frames": 4, "fps": 1.0})),
+    ),
+    (
+        "too many videos",
+        400,
+        lambda live, m: _post(
+            live,
+            {
+                "model": MODEL,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "video_url", "video_url": {"url": _b64(m["good"])}}] * 3,
+                    }
+                ],
+            },
+        ),
+    ),
+    (
+        "bad JSON",
+        400,
+        lambda live, m: httpx.post(
+            f"{live.base}/v1/chat/completions",
+            content=b'{"model": "x", "messages": [',
+            headers={**live.headers, "Content-Type": "application/json"},
+            timeout=30,
+        ),
+    ),
+    ("missing messages", 422, lambda live, m: _post(live, {"model": MODEL})),
+    ("missing API key", 401, lambda live, m: _post(live, _chat(_b64(m["good"])), headers={})),
+    (
+        "wrong API key",
+        401,
+        lambda live, m: _post(live, _chat(_b64(m["good"])), headers={"Authorization": "Bearer nope"}),
+    ),
+    ("upload of a text file", 415, lambda live, m: _upload(live, "/v1/files", "file", m["text"], {"purpose": "x"})),
+    ("upload over the byte cap", 413, lambda live, m: _upload(live, "/v1/files", "file", m["oversized"])),
+    ("empty upload", 400, lambda live, m: _upload(live, "/v1/files", "file", b"")),
+    (
+        "get unknown file",
+        404,
+        lambda live, m: httpx.get(f"{live.base}/v1/files/file-{'ab' * 16}", headers=live.headers, timeout=30),
+    ),
+    ("one-shot without question", 422, lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"])),
+    (
+        "one-shot with a PNG",
+        415,
+        lambda live, m: _upload(live, "/v1/video/chat", "video", m["png"], {"question": "hi"}),
+    ),
+    (
+        "one-shot with frames above the cap",
+        400,
+        lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], {"question": "hi", "num_frames": "64"}),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "status", "send"), CASES, ids=[case[0] for case in CASES])
+def test_bad_input_gets_documented_error(live, media, name: str, status: int, send: Callable) -> None:
+    response = send(live, media)
+    assert response.status_code == status, f"{name}: {response.status_code} {response.text[:500]}"
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["type"], str) and error["type"]
+    assert error["code"] == status
+    assert "param" in error
+    assert "/tmp" not in error["message"] and "Traceback" not in error["message"]
+
+
+def _regular_files(root: Path) -> set[Path]:
+    """Plain files under ``root`` (vLLM keeps its ZMQ IPC sockets in TMPDIR too; those are not ours)."""
+    return {path for path in root.rglob("*") if path.is_file()}
+
+
+def test_server_keeps_serving_and_leaves_no_files(server, media) -> None:
+    live, _, server_tmp = server
+    before = _regular_files(server_tmp)
+    for _, _, send in CASES:
+        send(live, media)
+    reply = _post(live, _chat(data_url_bytes(media["good"]), temperature=0))
+    assert reply.status_code == 200, reply.text
+    assert _regular_files(server_tmp) == before
+    assert not list(live.uploads.glob(".*.partial"))
+    assert not list(live.uploads.glob("file-*"))  # every upload in the cases was refused
+
+
+def data_url_bytes(data: bytes) -> str:
+    return _b64(data)
+
+
+def test_health_was_503_while_loading(server) -> None:
+    _, statuses, _ = server
+    assert statuses[-1] == 200
+    assert 503 in statuses, statuses
