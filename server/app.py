@@ -103,7 +103,7 @@ async def build_server_app(engine_client: EngineClient, args: Namespace, setting
     ours = [
         Middleware(RequestContext),
         Middleware(BodyLimit, max_bytes=settings.max_video_bytes * 4 // 3 + (1 << 20)),
-        Middleware(APIKeys, keys=settings.api_keys),
+        Middleware(APIKeys, keys=settings.api_keys, per_minute=settings.requests_per_minute_per_key),
         Middleware(Admission, max_in_flight=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s),
     ]
     app.user_middleware[0:0] = ours

@@ -78,7 +78,8 @@ def build_parser(environ: typing.Mapping[str, str] | None = None) -> argparse.Ar
     parser = make_arg_parser(FlexibleArgumentParser(prog="spatial-mllm-serve", description=__doc__))
     _add_settings_options(parser)
     # OpenAI's usage reports cached prompt tokens; users re-asking about one video should see the cache work.
-    parser.set_defaults(enable_prompt_tokens_details=True)
+    # CORS is off unless the operator names origins (vLLM's default would allow every origin).
+    parser.set_defaults(enable_prompt_tokens_details=True, allowed_origins=[])
     _apply_environment(parser, os.environ if environ is None else environ)
     return parser
 

@@ -76,34 +76,62 @@ class RequestContext:
 
 class APIKeys:
     """``Authorization: Bearer <key>`` on ``/v1/*``; any of several keys, compared in constant time on digests
-    (so neither the key's content nor its length leaks through timing). Keys are never logged."""
+    (so neither the key's content nor its length leaks through timing). Keys are never logged.
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
+    With ``per_minute`` > 0 each key also gets a token bucket of that many requests per minute (bursts up to
+    the same number); past it the answer is 429 with ``Retry-After``.
+    """
+
+    def __init__(self, app: ASGIApp, keys: Iterable[str], per_minute: int = 0) -> None:
         self.app = app
         self.digests = [hashlib.sha256(key.encode()).digest() for key in keys]
+        self.per_minute = per_minute
+        self.buckets: dict[bytes, tuple[float, float]] = {}  # digest -> (tokens, last refill time)
 
-    def _allowed(self, headers: Headers) -> bool:
+    def _match(self, headers: Headers) -> bytes | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return False
+            return None
         digest = hashlib.sha256(token.strip().encode()).digest()
-        matched = False
+        matched = None
         for expected in self.digests:
-            matched |= secrets.compare_digest(digest, expected)
+            if secrets.compare_digest(digest, expected):
+                matched = expected
         return matched
 
+    def _retry_after(self, digest: bytes) -> int | None:
+        """Seconds until the key may send again, or None when a token was taken."""
+        now = time.monotonic()
+        rate = self.per_minute / 60.0
+        tokens, last = self.buckets.get(digest, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self.buckets[digest] = (tokens, now)
+            return max(1, int((1.0 - tokens) / rate + 0.999))
+        self.buckets[digest] = (tokens - 1.0, now)
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
+        guarded = (
             scope["type"] == "http"
             and self.digests
             and scope.get("method") != "OPTIONS"
             and scope["path"].startswith(GUARDED_PREFIX)
-            and not self._allowed(Headers(scope=scope))
-        ):
-            response = error_response(401, "Invalid or missing API key (send 'Authorization: Bearer <key>').")
-            response.headers["WWW-Authenticate"] = "Bearer"
-            await response(scope, receive, send)
-            return
+        )
+        if guarded:
+            digest = self._match(Headers(scope=scope))
+            if digest is None:
+                response = error_response(401, "Invalid or missing API key (send 'Authorization: Bearer <key>').")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+            wait = self._retry_after(digest) if self.per_minute > 0 else None
+            if wait is not None:
+                REJECTED.labels("key_quota").inc()
+                await error_response(429, "This API key is over its request quota.", retry_after=wait)(
+                    scope, receive, send
+                )
+                return
         await self.app(scope, receive, send)
 
 

@@ -47,6 +47,7 @@ class ServerSettings:
     uploads_quota_bytes: int = 20 * GiB
     max_videos_per_request: int = 2
     # admission control
+    requests_per_minute_per_key: int = 0  # 0: no per-key quota
     max_concurrent_requests: int = 64
     retry_after_s: int = 2
     media_workers: int = 4

@@ -1,15 +1,25 @@
-"""Shared test configuration: where the golden fixtures live and how tests find them.
+"""Shared test configuration: golden fixtures, the tiny checkpoint, and one live server per session.
 
 Fixtures are read from ``../shared/fixtures`` beside the checkout (never copied into the repo). A missing
 fixture directory is a hard failure, not a skip: a green run must mean the fixtures were reproduced.
+
+The ``server`` fixture runs a real ``spatial-mllm-serve`` process (the tiny checkpoint on CPU, uvicorn on
+127.0.0.1) once per session, started by the first test that asks for it. Caps are small so the tiny model
+answers in well under a second; two API keys are configured so tests cover several keys.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from media import encode_mp4
+from processes import free_port, stop, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(os.environ.get("SPATIAL_MLLM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
@@ -29,3 +39,71 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model_plugin.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-spatial-mllm"), seed=0)
+
+
+# --- one real spatial-mllm-serve process per test session (used by tests/server and tests/bench) ---
+
+START_TIMEOUT_S = 420
+API_KEYS = ("test-key-one", "test-key-two")
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str
+    key: str
+    log: Path
+    uploads: Path
+    process: subprocess.Popen
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+@pytest.fixture(scope="session")
+def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    log = root / "server.log"
+    uploads = root / "uploads"
+    command = [
+        sys.executable, "-m", "server",
+        "--model", str(tiny_checkpoint),
+        "--served-model-name", "spatial-mllm-tiny",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--dtype", "float32", "--max-model-len", "4096", "--enforce-eager", "--max-num-seqs", "4",
+        "--block-size", "32", "--enable-prefix-caching",
+        "--api-key", API_KEYS[0], API_KEYS[1],
+        "--max-num-frames", "16", "--default-num-frames", "8",
+        "--min-pixels-per-frame", "3136", "--max-pixels-per-frame", "12544",
+        "--max-video-bytes", str(2 << 20), "--max-video-duration-s", "120",
+        "--uploads-dir", str(uploads), "--max-concurrent-requests", "8",
+        "--space-aware-candidates", "16",
+    ]  # fmt: skip
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TMPDIR": str(root / "tmp")}
+    (root / "tmp").mkdir()
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        statuses = wait_until_ready(base, process, log, START_TIMEOUT_S)
+        yield Server(base, API_KEYS[1], log, uploads, process), statuses, root / "tmp"
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def live(server) -> Server:
+    return server[0]
+
+
+@pytest.fixture(scope="session")
+def room_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 24-frame 112x140 mp4 at 8 fps (3 s), made from the demo's synthetic room."""
+    from model_plugin.reference.demo import synthetic_video
+
+    frames = synthetic_video(frames=24, height=112, width=140, seed=3).permute(0, 2, 3, 1).numpy()
+    return encode_mp4(np.ascontiguousarray(frames), tmp_path_factory.mktemp("media") / "room.mp4", fps=8)

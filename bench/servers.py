@@ -1,0 +1,68 @@
+"""Start servers for benchmarks in child processes: ours (``python -m server``) and plain ``vllm serve``.
+
+Both get the same checkpoint and the same CPU engine options, so a comparison measures the layers in front of
+the engine, not the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ENGINE_OPTIONS = ["--dtype", "float32", "--max-model-len", "8192", "--enforce-eager", "--max-num-seqs", "8"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(command: list[str], log: Path, timeout_s: float = 600) -> Iterator[str]:
+    """Run ``command`` (which must accept ``--host/--port``) until /health is 200; yields the base URL."""
+    port = _free_port()
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[:3]} exited:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{command[:3]} not ready after {timeout_s} s")
+            time.sleep(1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def ours(checkpoint: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "server", "--model", str(checkpoint), *ENGINE_OPTIONS, *extra]
+
+
+def plain_vllm(checkpoint: Path, num_frames: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint), *ENGINE_OPTIONS,
+        "--media-io-kwargs", json.dumps({"video": {"num_frames": num_frames}}), *extra,
+    ]  # fmt: skip
