@@ -31,7 +31,11 @@ from server.settings import ServerSettings
 from server.video_prep import VideoPreparer
 
 LOG = logging.getLogger("spatial_mllm_serve")
-OUR_PATHS = {"/v1/chat/completions"}
+# vLLM's routes we keep as they are; every other vLLM route (responses, messages, completions, batch, render,
+# tokenize, SageMaker, elastic EP, token-in generate...) is dropped: each would be another way in that
+# bypasses our media handling, limits or keys, and none is part of this product's API.
+VLLM_ROUTES_KEPT = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/health", "/metrics", "/version"}
+VLLM_ROUTES_KEPT |= {"/v1/models"}
 SWEEP_INTERVAL_S = 60.0
 
 
@@ -75,7 +79,7 @@ async def build_server_app(engine_client: EngineClient, args: Namespace, setting
     app = build_app(args, supported_tasks, engine_client.model_config)
     await init_app_state(engine_client, app.state, args, supported_tasks)
 
-    app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) not in OUR_PATHS]
+    app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) in VLLM_ROUTES_KEPT]
     for module in (chat, files_api, oneshot):
         app.include_router(module.router)
     install_error_handlers(app)

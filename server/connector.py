@@ -78,3 +78,17 @@ class PreparedVideoConnector(MediaConnector):
 
     async def fetch_video_async(self, video_url: str, **_: Any) -> MediaWithBytes:
         return self._prepared(video_url)
+
+    @staticmethod
+    def _inline_only(image_url: str) -> None:
+        # Our route turns http(s) images into data: URLs after its own address checks; vLLM's fetcher has none.
+        if image_url[:5].lower() != "data:":
+            raise VLLMValidationError("image_url parts must be data: or http(s) URLs", parameter="image_url")
+
+    def fetch_image(self, image_url: str, **kwargs: Any) -> Any:
+        self._inline_only(image_url)
+        return super().fetch_image(image_url, **kwargs)
+
+    async def fetch_image_async(self, image_url: str, **kwargs: Any) -> Any:
+        self._inline_only(image_url)
+        return await super().fetch_image_async(image_url, **kwargs)
