@@ -78,8 +78,11 @@ def build_parser(environ: typing.Mapping[str, str] | None = None) -> argparse.Ar
     parser = make_arg_parser(FlexibleArgumentParser(prog="spatial-mllm-serve", description=__doc__))
     _add_settings_options(parser)
     # OpenAI's usage reports cached prompt tokens; users re-asking about one video should see the cache work.
-    # CORS is off unless the operator names origins (vLLM's default would allow every origin).
-    parser.set_defaults(enable_prompt_tokens_details=True, allowed_origins=[])
+    # CORS is off unless the operator names origins. vLLM's processor cache is off: its API-side mirror of the
+    # engine's cache drifts when a request fails between preprocessing and the engine (e.g. bad sampling
+    # parameters), and the next request with the same video then fails with a 500 (seen in vLLM 0.32). Our
+    # sampling cache already skips decoding, and vLLM's encoder and prefix caches still hit.
+    parser.set_defaults(enable_prompt_tokens_details=True, allowed_origins=[], mm_processor_cache_gb=0)
     _apply_environment(parser, os.environ if environ is None else environ)
     return parser
 

@@ -11,6 +11,7 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from vllm.entrypoints.serve.engine.protocol import ErrorInfo, ErrorResponse
 
@@ -62,6 +63,14 @@ async def _video_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, str(exc), getattr(exc, "param", None))
 
 
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own HTTP errors (unknown route, wrong method) in OpenAI's shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    message = "No such route." if status == 404 else str(exc.detail)
+    return error_response(status, message)
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     """Malformed JSON is a 400; well-formed JSON that breaks the schema is a 422 naming the field."""
     assert isinstance(exc, RequestValidationError)
@@ -81,3 +90,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(VideoError, _video_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

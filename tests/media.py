@@ -32,6 +32,22 @@ def empty_fragmented_mp4(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def audio_only_mp4(path: Path, codec: str = "aac") -> bytes:
+    """A container with one audio stream and no video stream."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=16000)
+        stream.layout = "mono"
+        for _ in range(8):
+            frame = av.AudioFrame.from_ndarray(rng.standard_normal((1, 1024)).astype(np.float32), "fltp", "mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
 def data_url(path: Path, mime: str = "video/mp4") -> str:
     """``data:`` URL of a file, as OpenAI-style ``video_url`` parts carry it."""
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"

@@ -12,7 +12,7 @@ import av
 import decord
 import numpy as np
 import pytest
-from media import empty_fragmented_mp4, encode_mp4
+from media import audio_only_mp4, empty_fragmented_mp4, encode_mp4
 from PIL import Image
 
 from sampling.decode import VideoInfo, open_video, probe_video
@@ -221,21 +221,6 @@ def _image(fmt: str) -> bytes:
     return out.getvalue()
 
 
-def _audio_only(path: Path, codec: str = "aac") -> bytes:
-    rng = np.random.default_rng(0)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=16000)
-        stream.layout = "mono"
-        for _ in range(8):
-            frame = av.AudioFrame.from_ndarray(rng.standard_normal((1, 1024)).astype(np.float32), "fltp", "mono")
-            frame.sample_rate = 16000
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path.read_bytes()
-
-
 def _faststart_mp4(path: Path) -> bytes:
     """moov before mdat, so a truncation keeps the index and loses frames."""
     frames = textured_frames(12, 64, 96)
@@ -287,8 +272,8 @@ BAD_INPUTS = {
     "jpeg": (lambda d: _image("JPEG"), NotAVideoError),
     "gif": (lambda d: _image("GIF"), NotAVideoError),
     "webp": (lambda d: _image("WEBP"), NotAVideoError),
-    "audio-only m4a": (lambda d: _audio_only(d / "a.m4a"), NotAVideoError),
-    "audio-only mkv": (lambda d: _audio_only(d / "a.mkv"), NotAVideoError),
+    "audio-only m4a": (lambda d: audio_only_mp4(d / "a.m4a"), NotAVideoError),
+    "audio-only mkv": (lambda d: audio_only_mp4(d / "a.mkv"), NotAVideoError),
     "truncated mp4 (index at end)": (lambda d: _cut(write_mp4(d / "t.mp4").read_bytes(), 2 / 3), CorruptVideoError),
     "truncated mp4 (index first)": (lambda d: _cut(_faststart_mp4(d / "f.mp4"), 2 / 3), CorruptVideoError),
     "mp4 header + garbage": (

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
+import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import pytest
-from media import empty_fragmented_mp4, encode_mp4
+from media import audio_only_mp4, empty_fragmented_mp4, encode_mp4
 from PIL import Image
 
 pytestmark = pytest.mark.engine
@@ -60,6 +65,7 @@ def media(tmp_path_factory: pytest.TempPathFactory, room_video: Path) -> dict[st
         "zero_frames": empty_fragmented_mp4(root / "empty.mp4"),
         "long": _long_video(root / "long.mp4"),
         "oversized": good + b"\0" * (2 << 20),
+        "audio_only": audio_only_mp4(root / "audio.m4a"),
     }
 
 
@@ -71,6 +77,46 @@ def _upload(live, path: str, field: str, data: bytes, form: dict | None = None) 
         headers=live.headers,
         timeout=30,
     )
+
+
+def _raw(live, body: bytes, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(
+        f"{live.base}/v1/chat/completions",
+        content=body,
+        headers={**live.headers, "Content-Type": "application/json", **(headers or {})},
+        timeout=60,
+    )
+
+
+class _RawResponse:
+    """Just enough of a response for the checks below, read off a raw socket."""
+
+    def __init__(self, raw: bytes) -> None:
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.status_code = int(head.split(b" ", 2)[1])
+        self.text = body.decode(errors="replace")
+
+    def json(self) -> dict:
+        return json.loads(self.text)
+
+
+def _declared_only(live, declared: int) -> _RawResponse:
+    """Headers announcing a huge body, and no body: the cap must answer from the header alone."""
+    url = urlsplit(live.base)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {live.key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    return _RawResponse(raw)
+
+
+def _parts(n: int) -> dict:
+    return {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}] * n}]}
 
 
 def _post(live, body: dict | None = None, headers: dict | None = None, **kwargs) -> httpx.Response:
@@ -174,6 +220,63 @@ CASES: list[tuple[str, int, Callable]] = [
         400,
         lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], {"question": "hi", "num_frames": "64"}),
     ),
+    ("audio-only mp4", 415, lambda live, m: _post(live, _chat(_b64(m["audio_only"])))),
+    ("PNG data URL on a video part", 415, lambda live, m: _post(live, _chat(_b64(m["png"], "image/png")))),
+    ("10k-part message", 400, lambda live, m: _post(live, _parts(10_000))),
+    (
+        "enormous text",
+        413,
+        lambda live, m: _post(live, {"model": MODEL, "messages": [{"role": "user", "content": "x" * (5 << 20)}]}),
+    ),
+    (
+        "invalid UTF-8 body",
+        400,
+        lambda live, m: _raw(live, b'{"model": "m", "messages": [{"role": "user", "content": "\xff\xfe"}]}'),
+    ),
+    (
+        "deeply nested JSON",
+        400,
+        lambda live, m: _raw(live, b'{"model": "m", "messages": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
+    ),
+    ("declared body far over the cap", 413, lambda live, m: _declared_only(live, 1 << 40)),
+    ("zero frames asked", 422, lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"num_frames": 0}))),
+    ("negative fps", 422, lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"fps": -1}))),
+    (
+        "pixels above the cap",
+        400,
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"max_pixels": 10**9})),
+    ),
+    ("unknown sampling field", 422, lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"frames": 4}))),
+    ("negative max_tokens", 400, lambda live, m: _post(live, _chat(_b64(m["good"]), max_tokens=-5))),
+    (
+        "traversal in file path",
+        404,
+        lambda live, m: httpx.get(f"{live.base}/v1/files/..%2F..%2Fetc%2Fpasswd", headers=live.headers, timeout=30),
+    ),
+    (
+        "image from a private URL",
+        400,
+        lambda live, m: _post(
+            live,
+            {
+                "model": MODEL,
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://10.0.0.7/x.png"}}]}
+                ],
+            },
+        ),
+    ),
+    (
+        "video part without URL",
+        400,
+        lambda live, m: _post(
+            live,
+            {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": ""}}]}],
+            },
+        ),
+    ),
 ]
 
 
@@ -194,14 +297,28 @@ def _regular_files(root: Path) -> set[Path]:
     return {path for path in root.rglob("*") if path.is_file()}
 
 
-def test_server_keeps_serving_and_leaves_no_files(server, media) -> None:
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _engine_requests(live) -> float:
+    text = httpx.get(f"{live.base}/metrics", timeout=30).text
+    values = re.findall(r"^vllm:num_requests_(?:running|waiting)\{[^}]*\} ([0-9.e+-]+)$", text, re.M)
+    assert values, "vLLM's request gauges are missing from /metrics"
+    return sum(float(v) for v in values)
+
+
+def test_server_keeps_serving_and_leaves_nothing_behind(server, media) -> None:
     live, _, server_tmp = server
-    before = _regular_files(server_tmp)
+    _post(live, _chat(data_url_bytes(media["good"]), temperature=0))  # warm: pools and caches exist before counting
+    files_before, fds_before = _regular_files(server_tmp), _open_fds(live.process.pid)
     for _, _, send in CASES:
         send(live, media)
     reply = _post(live, _chat(data_url_bytes(media["good"]), temperature=0))
     assert reply.status_code == 200, reply.text
-    assert _regular_files(server_tmp) == before
+    assert _regular_files(server_tmp) == files_before
+    assert _open_fds(live.process.pid) <= fds_before
+    assert _engine_requests(live) == 0
     assert not list(live.uploads.glob(".*.partial"))
     assert not list(live.uploads.glob("file-*"))  # every upload in the cases was refused
 
@@ -214,3 +331,13 @@ def test_health_was_503_while_loading(server) -> None:
     _, statuses, _ = server
     assert statuses[-1] == 200
     assert 503 in statuses, statuses
+
+
+def test_a_failed_request_does_not_poison_the_next_one_on_the_same_video(live, media) -> None:
+    # A request that vLLM refuses after our preprocessing (here: negative max_tokens) must leave no stale cache
+    # entry behind that breaks the next request with the same frames (vLLM 0.32's processor-cache mirror did).
+    sampling = {"num_frames": 6}
+    refused = _post(live, _chat(_b64(media["good"]), max_tokens=-1, video_sampling=sampling))
+    assert refused.status_code == 400
+    accepted = _post(live, _chat(_b64(media["good"]), max_tokens=2, video_sampling=sampling))
+    assert accepted.status_code == 200, accepted.text
