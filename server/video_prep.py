@@ -71,21 +71,35 @@ class VideoPreparer:
         self.geometry_source = geometry_source
         self._geometry = None
         self._geometry_lock = threading.Lock()
+        self._in_flight: dict[str, asyncio.Future[PreparedVideo]] = {}
 
     async def prepare(self, data: bytes, digest: str, spec: SamplingSpec, param: str) -> PreparedVideo:
+        """The frames for ``data`` under ``spec``: from the cache, from a computation already under way for the
+        same key (concurrent questions about one new video decode it once), or computed now."""
         key = f"{digest}:{spec.cache_key()}"
         cached = self.cache.lookup(key)
-        SAMPLING_CACHE.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:
+            SAMPLING_CACHE.labels("hit").inc()
             return cached
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            SAMPLING_CACHE.labels("joined").inc()
+            return await asyncio.shield(pending)
+        SAMPLING_CACHE.labels("miss").inc()
+        task = asyncio.ensure_future(self._compute(data, spec, key, param))
+        self._in_flight[key] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        # shielded: a client that leaves does not cancel the work others may be waiting for
+        return await asyncio.shield(task)
+
+    async def _compute(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
         loop = asyncio.get_running_loop()
+        limit = self.settings.decode_timeout_s
         try:
-            async with asyncio.timeout(self.settings.decode_timeout_s):
+            async with asyncio.timeout(limit):
                 video = await loop.run_in_executor(self.pool, self._prepare_sync, data, spec, key)
         except TimeoutError as exc:
-            raise APIError(
-                400, f"Decoding the video took longer than {self.settings.decode_timeout_s:g} s.", param
-            ) from exc
+            raise APIError(400, f"Decoding the video took longer than {limit:g} s.", param) from exc
         self.cache.store(key, video)
         return video
 

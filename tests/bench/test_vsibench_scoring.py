@@ -194,7 +194,7 @@ def test_table_labels_and_missing_types() -> None:
     assert table.count(" - |") == 9
 
 
-def test_cli_run_is_a_marked_slot() -> None:
+def test_cli_run_requires_server_data_and_output() -> None:
     proc = run_cli("run", "--model", "whatever")
-    assert proc.returncode != 0
-    assert "not implemented yet: see issue 7" in proc.stderr
+    assert proc.returncode == 2
+    assert "the following arguments are required: --base-url, --annotations, --videos, --out" in proc.stderr

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -317,6 +318,9 @@ def test_server_keeps_serving_and_leaves_nothing_behind(server, media) -> None:
     reply = _post(live, _chat(data_url_bytes(media["good"]), temperature=0))
     assert reply.status_code == 200, reply.text
     assert _regular_files(server_tmp) == files_before
+    deadline = time.monotonic() + 10  # the server closes a connection shortly after the client does
+    while _open_fds(live.process.pid) > fds_before and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert _open_fds(live.process.pid) <= fds_before
     assert _engine_requests(live) == 0
     assert not list(live.uploads.glob(".*.partial"))
