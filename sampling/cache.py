@@ -6,6 +6,7 @@ the same bytes share an entry and no file name, URL or id a client chooses can c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections.abc import Callable, Hashable
@@ -22,10 +23,11 @@ def content_hash(data: bytes) -> str:
 
 
 class SamplingCache(Generic[Value]):
-    """Thread-safe LRU of at most ``max_entries`` results, with hit/miss counters for metrics."""
+    """Thread-safe LRU, bounded by entry count or, with ``sizeof``, by the total size it reports (e.g. the
+    bytes of cached frames, so a few huge entries cannot exhaust memory), with hit/miss counters."""
 
-    def __init__(self, max_entries: int = 1024) -> None:
-        self._entries: LRUCache[Hashable, Value] = LRUCache(maxsize=max_entries)
+    def __init__(self, max_entries: int = 1024, sizeof: Callable[[Value], int] | None = None) -> None:
+        self._entries: LRUCache[Hashable, Value] = LRUCache(maxsize=max_entries, getsizeof=sizeof)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -54,7 +56,7 @@ class SamplingCache(Generic[Value]):
 
     def store(self, key: Hashable, value: Value) -> None:
         """Insert or replace ``key``, evicting the least recently used entries past the bound."""
-        with self._lock:
+        with self._lock, contextlib.suppress(ValueError):  # larger than the whole cache: served, not kept
             self._entries[key] = value
 
     def __len__(self) -> int:

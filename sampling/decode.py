@@ -321,7 +321,15 @@ class _Mp4Probe:
 
 
 def _probe_mp4(fh: BinaryIO) -> _Mp4Probe | None:
-    """Read ``moov`` and its first video track; None when there is no complete ``moov`` (e.g. truncated)."""
+    """Read ``moov`` and its first video track; None when there is no complete ``moov`` (e.g. truncated) or the
+    boxes contradict themselves (a crafted file must fail as a bad video, never as a server error)."""
+    try:
+        return _probe_mp4_boxes(fh)
+    except (IndexError, struct.error, ValueError):
+        return None
+
+
+def _probe_mp4_boxes(fh: BinaryIO) -> _Mp4Probe | None:
     found = _read_moov(fh)
     if found is None:
         return None
@@ -423,6 +431,8 @@ def _sample_count(buf: bytes, stbl: tuple[int, int]) -> int | None:
 
 def _matrix_offset(buf: bytes, box: tuple[int, int], v0: int, v1: int) -> int | None:
     """Offset of the 3x3 matrix in a ``tkhd``/``mvhd`` body (its place depends on the box version)."""
+    if box[1] - box[0] < 1:
+        return None
     at = box[0] + (v1 if buf[box[0]] == 1 else v0)
     return at if at + 36 <= box[1] else None
 

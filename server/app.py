@@ -58,7 +58,10 @@ def geometry_source(model: str, settings: ServerSettings) -> Path | None:
 async def _sweep_uploads(files: FileStore) -> None:
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
-        await asyncio.to_thread(files.sweep)
+        try:
+            await asyncio.to_thread(files.sweep)
+        except OSError:
+            LOG.exception("sweeping expired uploads failed; retrying in %s s", SWEEP_INTERVAL_S)
 
 
 @contextlib.asynccontextmanager
@@ -90,7 +93,8 @@ async def build_server_app(engine_client: EngineClient, args: Namespace, setting
     state.max_videos_per_request = settings.max_videos_per_request
     state.files = FileStore(settings.uploads_dir, settings.upload_ttl_s, settings.uploads_quota_bytes)
     state.preparer = VideoPreparer(settings, geometry_source(args.model, settings))
-    state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False)
+    # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
+    state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)
     state.media = MediaResolver(settings, state.files, state.preparer, state.http)
 
     vllm_lifespan = app.router.lifespan_context

@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionResponse
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse
 from vllm.entrypoints.serve.utils.api_utils import with_cancellation
+from vllm.entrypoints.serve.utils.sse_keep_alive import with_sse_keep_alive
+from vllm.v1.engine.exceptions import EngineDeadError
 
 from server.connector import PREPARED_VIDEOS
 from server.errors import APIError
@@ -41,6 +43,7 @@ async def serve_chat(request: SpatialChatCompletionRequest, raw_request: Request
     handler = state.openai_serving_chat
     if handler is None:
         raise APIError(400, "This deployment does not serve chat completions.")
+    require_live_engine(raw_request)
     # Server-side caps must not be tunable per request: media options never reach vLLM from a client.
     request.media_io_kwargs = None
     request.mm_processor_kwargs = None
@@ -49,17 +52,34 @@ async def serve_chat(request: SpatialChatCompletionRequest, raw_request: Request
     return await answer(request, raw_request, prepared)
 
 
+ENGINE_DOWN = "The model engine is not running; retry shortly (or on another replica)."
+ENGINE_DEAD_MESSAGE = str(EngineDeadError())
+
+
+def require_live_engine(raw_request: Request) -> None:
+    """503 with Retry-After, not vLLM's 500, once the engine has died: it is the server that is unavailable."""
+    if raw_request.app.state.engine_client.errored:
+        raise APIError(503, ENGINE_DOWN, retry_after=raw_request.app.state.settings.retry_after_s)
+
+
 async def answer(request: SpatialChatCompletionRequest, raw_request: Request, prepared: list[str]):
     """vLLM's chat serving on a request whose videos are prepared references (released once rendered)."""
+    state = raw_request.app.state
+    engine_down = APIError(503, ENGINE_DOWN, retry_after=state.settings.retry_after_s)
     try:
-        result = await raw_request.app.state.openai_serving_chat.create_chat_completion(request, raw_request)
+        result = await state.openai_serving_chat.create_chat_completion(request, raw_request)
+    except EngineDeadError as exc:  # the engine died mid-request: the server is unavailable, not broken
+        raise engine_down from exc
     finally:
         PREPARED_VIDEOS.release(prepared)  # rendering (which reads the frames) is done once this returns
     if isinstance(result, ErrorResponse):
+        if result.error.code >= 500 and (result.error.message == ENGINE_DEAD_MESSAGE or state.engine_client.errored):
+            raise engine_down
         return JSONResponse(result.model_dump(), status_code=result.error.code)
     if isinstance(result, ChatCompletionResponse):
         return JSONResponse(result.model_dump())
-    return StreamingResponse(result, media_type="text/event-stream")
+    keep_alive = float(getattr(state.args, "sse_keep_alive_interval", 0) or 0)
+    return StreamingResponse(with_sse_keep_alive(result, keep_alive), media_type="text/event-stream")
 
 
 @router.post(

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
+import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,6 +95,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         item.name: getattr(args, item.name) for item in dataclasses.fields(ServerSettings) if item.name != "api_keys"
     }
     keys = tuple(key for key in (args.api_key or []) if key)
+    if not keys and os.environ.get("VLLM_API_KEY"):
+        keys = (os.environ["VLLM_API_KEY"],)
+    os.environ.pop("VLLM_API_KEY", None)  # else vLLM would add its own key check, with another error shape
     args.api_key = None  # our middleware checks keys, with OpenAI-shaped 401s
     return ServerSettings(api_keys=keys, **values)
 
@@ -124,5 +129,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli_env_setup()
     args, settings = parse_args(argv)
     configure_logging_from_args(args)
+    access = logging.getLogger("spatial_mllm_serve")
+    if not access.handlers:  # one JSON line per request on stdout, beside vLLM's own log
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
     validate_parsed_serve_args(args)
     uvloop.run(run_server(args, settings))

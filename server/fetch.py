@@ -32,10 +32,20 @@ class FetchPolicy:
     allow_private: bool = False
 
 
+# IPv6 ranges that embed or translate to IPv4 (NAT64, 6to4, IPv4-compatible) or are deprecated site-local:
+# Python's ``is_global`` calls some of them global, but they can reach private IPv4 space.
+TRANSLATING_V6 = [
+    ipaddress.ip_network(net) for net in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96", "fec0::/10")
+]
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif any(ip in net for net in TRANSLATING_V6):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -91,5 +101,5 @@ async def fetch_bytes(client: httpx.AsyncClient, url: str, policy: FetchPolicy, 
             raise APIError(400, f"The media URL redirected more than {policy.max_redirects} times.", param)
     except TimeoutError as exc:
         raise APIError(400, f"Fetching the media took longer than {policy.timeout_s:g} s.", param) from exc
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         raise APIError(400, f"Fetching the media failed: {type(exc).__name__}.", param) from exc

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from sampling.cache import content_hash
-from server.connector import PREPARED_VIDEOS
+from server.connector import PREPARED_VIDEOS, PreparedVideo
 from server.errors import APIError
 from server.fetch import FetchPolicy, fetch_bytes
 from server.file_store import FileStore
@@ -30,6 +30,7 @@ from server.video_prep import SamplingSpec, VideoPreparer
 
 VIDEO_MIME_OK = ("video/", "application/octet-stream", "application/mp4")
 MAX_PARTS_PER_MESSAGE = 256
+MAX_IMAGE_BYTES = 20 << 20
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class MediaResolver:
         self.files = files
         self.preparer = preparer
         self.http = http
+        self.max_images = 1
 
     def sampling_spec(self, requested: VideoSampling | None) -> SamplingSpec:
         """The request's sampling with server defaults filled in; 400 when it asks for more than the caps."""
@@ -117,7 +119,7 @@ class MediaResolver:
             stored, data = await asyncio.to_thread(self.files.read, url)
             return VideoBytes(data, stored.sha256)
         if url[:5].lower() == "data:":
-            data = parse_data_url(url, s.max_video_bytes, param, _is_video_mime)
+            data = await asyncio.to_thread(parse_data_url, url, s.max_video_bytes, param, _is_video_mime)
             source = "data_url"
         elif url[:7].lower() == "http://" or url[:8].lower() == "https://":
             data = await fetch_bytes(self.http, url, self._policy(), param)
@@ -133,11 +135,14 @@ class MediaResolver:
 
     async def _inline_image(self, url: str, param: str) -> str:
         if url[:5].lower() == "data:":
-            parse_data_url(url, self.settings.max_video_bytes, param, _is_image_mime)
+            await asyncio.to_thread(parse_data_url, url, MAX_IMAGE_BYTES, param, _is_image_mime)
             return url
         if url[:7].lower() == "http://" or url[:8].lower() == "https://":
-            data = await fetch_bytes(self.http, url, self._policy(), param)
-            return "data:image/*;base64," + base64.b64encode(data).decode()
+            s = self.settings
+            policy = FetchPolicy(MAX_IMAGE_BYTES, s.fetch_timeout_s, s.fetch_max_redirects, s.allow_private_urls)
+            data = await fetch_bytes(self.http, url, policy, param)
+            encoded = await asyncio.to_thread(base64.b64encode, data)
+            return "data:image/*;base64," + encoded.decode()
         raise APIError(400, "An image must be a data: URL or an http(s) URL.", param)
 
     def _video_url_of(self, part: dict[str, Any], param: str) -> str | None:
@@ -165,6 +170,7 @@ class MediaResolver:
         for m, p, part in _parts(messages):
             param = f"messages[{m}].content[{p}]"
             url = self._video_url_of(part, param)
+            part.pop("uuid", None)  # cache identities are ours to derive from content, never a client's
             if url is not None:
                 videos.append((part, url, param))
             elif part.get("type") == "image_url":
@@ -172,6 +178,8 @@ class MediaResolver:
         if len(videos) > max_videos:
             raise APIError(400, f"A request may carry at most {max_videos} video(s).", "messages")
 
+        if len(images) > self.max_images:
+            raise APIError(400, f"A request may carry at most {self.max_images} image(s).", "messages")
         for part, param in images:
             ref = part.get("image_url")
             url = ref.get("url") if isinstance(ref, dict) else ref
@@ -179,16 +187,13 @@ class MediaResolver:
                 raise APIError(400, "An image part needs a URL.", param)
             part["image_url"] = {"url": await self._inline_image(url, param)}
 
-        async def prepare(url: str, param: str) -> str:
+        async def prepare(url: str, param: str) -> PreparedVideo:
             video = await self.video_bytes(url, param)
-            return PREPARED_VIDEOS.put(await self.preparer.prepare(video.data, video.digest, spec, param))
+            return await self.preparer.prepare(video.data, video.digest, spec, param)
 
-        results = await asyncio.gather(*(prepare(url, param) for _, url, param in videos), return_exceptions=True)
-        prepared = [r for r in results if isinstance(r, str)]
-        failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is not None:
-            PREPARED_VIDEOS.release(prepared)
-            raise failure
+        # Tokens are taken only once every video is ready, so a failure or a client leaving mid-way pins nothing.
+        videos_ready = await asyncio.gather(*(prepare(url, param) for _, url, param in videos))
+        prepared = [PREPARED_VIDEOS.put(video) for video in videos_ready]
         for (part, _, _), ref in zip(videos, prepared, strict=True):
             part.clear()
             part.update({"type": "video_url", "video_url": {"url": ref}})

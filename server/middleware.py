@@ -24,7 +24,12 @@ from server.metrics import REJECTED, REQUESTS
 REQUEST_ID = contextvars.ContextVar("request_id", default="-")
 ACCESS_LOG = logging.getLogger("spatial_mllm_serve.access")
 GUARDED_PREFIX = "/v1/"
-ADMITTED_PATHS = ("/v1/chat/completions", "/v1/video/chat")
+ADMITTED_PATHS = ("/v1/chat/completions", "/v1/video/chat", "/v1/files")
+
+
+def route_path(scope: Scope) -> str:
+    """The path the router matches (``--root-path`` removed), so checks see what routing sees."""
+    return scope["path"].removeprefix(scope.get("root_path", "") or "")
 
 
 def _route_label(scope: Scope) -> str:
@@ -116,7 +121,7 @@ class APIKeys:
             scope["type"] == "http"
             and self.digests
             and scope.get("method") != "OPTIONS"
-            and scope["path"].startswith(GUARDED_PREFIX)
+            and route_path(scope).startswith(GUARDED_PREFIX)
         )
         if guarded:
             digest = self._match(Headers(scope=scope))
@@ -153,26 +158,33 @@ class BodyLimit:
             await too_large(scope, receive, send)
             return
         received = 0
-        started = False
+        exceeded = answered = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def replacing_send(message: Message) -> None:
+            # FastAPI turns any error while reading the body into its own 400; once the cap was crossed, the
+            # client gets the 413 it should, whatever the app made of the interrupted read.
+            nonlocal answered
+            if exceeded:
+                if message["type"] == "http.response.start" and not answered:
+                    answered = True
+                    await too_large(scope, receive, send)
+                return
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, replacing_send)
         except _BodyTooLarge:
-            if not started:
+            if not answered:
                 await too_large(scope, receive, send)
 
 
@@ -191,7 +203,7 @@ class Admission:
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] not in ADMITTED_PATHS:
+        if scope["type"] != "http" or scope.get("method") != "POST" or route_path(scope) not in ADMITTED_PATHS:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:

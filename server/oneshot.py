@@ -10,9 +10,10 @@ import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from vllm.entrypoints.serve.utils.api_utils import with_cancellation
 
 from sampling.cache import content_hash
-from server.chat import ERROR_RESPONSES, answer
+from server.chat import ERROR_RESPONSES, answer, require_live_engine
 from server.connector import PREPARED_VIDEOS
 from server.errors import APIError
 from server.files_api import read_upload
@@ -23,6 +24,7 @@ router = APIRouter()
 
 
 @router.post("/v1/video/chat", responses=ERROR_RESPONSES)
+@with_cancellation
 async def video_chat(
     raw_request: Request,
     video: Annotated[UploadFile, File(description="the video file")],
@@ -38,6 +40,7 @@ async def video_chat(
 ):
     """Answer ``question`` about ``video``: an OpenAI chat completion (or its SSE stream)."""
     state = raw_request.app.state
+    require_live_engine(raw_request)
     data = await read_upload(video, state.settings.max_video_bytes, "video")
     UPLOAD_BYTES.labels("oneshot").inc(len(data))
     spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps))

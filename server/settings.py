@@ -35,7 +35,7 @@ class ServerSettings:
     space_aware_candidates: int = 128
     space_aware_weights: Path | None = None  # None: the served checkpoint's spatial_encoder.vggt_model.*
     space_aware_device: str = "auto"
-    sampling_cache_entries: int = 256
+    sampling_cache_bytes: int = 2 * GiB  # prepared frames kept for repeated questions, by their size in memory
     decode_timeout_s: float = 120.0
     # URL fetching
     fetch_timeout_s: float = 30.0

@@ -66,7 +66,9 @@ class VideoPreparer:
             max_decoded_pixels=settings.max_decoded_pixels,
             max_frames=max(settings.space_aware_candidates, settings.max_num_frames),
         )
-        self.cache: SamplingCache[PreparedVideo] = SamplingCache(settings.sampling_cache_entries)
+        self.cache: SamplingCache[PreparedVideo] = SamplingCache(
+            settings.sampling_cache_bytes, sizeof=lambda video: max(1, video.frames.nbytes)
+        )
         self.pool = ThreadPoolExecutor(settings.media_workers, thread_name_prefix="video")
         self.geometry_source = geometry_source
         self._geometry = None
@@ -99,7 +101,9 @@ class VideoPreparer:
             async with asyncio.timeout(limit):
                 video = await loop.run_in_executor(self.pool, self._prepare_sync, data, spec, key)
         except TimeoutError as exc:
-            raise APIError(400, f"Decoding the video took longer than {limit:g} s.", param) from exc
+            # the server is too busy or the file too slow to decode: retryable, not the client's fault alone
+            message = f"Preparing the video took longer than {limit:g} s; the server may be busy."
+            raise APIError(503, message, param, retry_after=self.settings.retry_after_s) from exc
         self.cache.store(key, video)
         return video
 
@@ -140,7 +144,9 @@ class VideoPreparer:
             async with asyncio.timeout(self.settings.decode_timeout_s):
                 await loop.run_in_executor(self.pool, self._probe_sync, data)
         except TimeoutError as exc:
-            raise APIError(400, "Probing the video took too long.", param) from exc
+            raise APIError(
+                503, "Probing the video took too long.", param, retry_after=self.settings.retry_after_s
+            ) from exc
 
     def _probe_sync(self, data: bytes) -> None:
         with open_video(data, self.limits) as video:

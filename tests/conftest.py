@@ -10,6 +10,7 @@ answers in well under a second; two API keys are configured so tests cover sever
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -63,15 +64,15 @@ class Server:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-@pytest.fixture(scope="session")
-def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("server")
+@contextlib.contextmanager
+def start_server(checkpoint: Path, root: Path, *extra: str, env: dict[str, str] | None = None):
+    """A real ``python -m server`` on the tiny checkpoint with the test caps; yields (Server, health statuses)."""
     port = free_port()
     log = root / "server.log"
     uploads = root / "uploads"
     command = [
         sys.executable, "-m", "server",
-        "--model", str(tiny_checkpoint),
+        "--model", str(checkpoint),
         "--served-model-name", "spatial-mllm-tiny",
         "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--max-model-len", "4096", "--enforce-eager", "--max-num-seqs", "4",
@@ -82,17 +83,25 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
         "--max-video-bytes", str(2 << 20), "--max-video-duration-s", "120",
         "--uploads-dir", str(uploads), "--max-concurrent-requests", "8",
         "--space-aware-candidates", "16",
+        *extra,
     ]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TMPDIR": str(root / "tmp")}
-    (root / "tmp").mkdir()
+    (root / "tmp").mkdir(exist_ok=True)
+    full_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TMPDIR": str(root / "tmp"), **(env or {})}
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env)
     base = f"http://127.0.0.1:{port}"
     try:
         statuses = wait_until_ready(base, process, log, START_TIMEOUT_S)
-        yield Server(base, API_KEYS[1], log, uploads, process), statuses, root / "tmp"
+        yield Server(base, API_KEYS[1], log, uploads, process), statuses
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("server")
+    with start_server(tiny_checkpoint, root) as (live_server, statuses):
+        yield live_server, statuses, root / "tmp"
 
 
 @pytest.fixture(scope="session")

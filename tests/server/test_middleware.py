@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -106,3 +107,49 @@ def test_request_id_is_echoed_only_when_sane(given: str, echoed: bool) -> None:
         return
     assert (response.headers["x-request-id"] == given) is echoed
     assert response.headers["x-request-id"]
+
+
+class _TextBody(BaseModel):
+    text: str
+
+
+def test_chunked_body_over_the_cap_is_413_even_through_fastapi_body_parsing() -> None:
+    from fastapi import FastAPI
+
+    api = FastAPI()
+
+    @api.post("/v1/chat/completions")
+    async def handle(body: _TextBody) -> dict:
+        return {"n": len(body.text)}
+
+    api.add_middleware(BodyLimit, max_bytes=500)
+
+    async def chunks():
+        yield b'{"text": "'
+        for _ in range(10):
+            yield b"x" * 100
+        yield b'"}'
+
+    async def scenario() -> httpx.Response:
+        async with _client(api) as client:
+            return await client.post(
+                "/v1/chat/completions", content=chunks(), headers={"Content-Type": "application/json"}
+            )
+
+    response = _run(scenario())
+    assert response.status_code == 413 and response.json()["error"]["code"] == 413
+
+
+def test_keys_and_admission_see_the_path_under_a_root_path() -> None:
+    app = _app((Admission, {"max_in_flight": 1, "retry_after_s": 1}), (APIKeys, {"keys": ["a"]}))
+    app.root_path = "/api"
+
+    async def scenario() -> list[int]:
+        transport = httpx.ASGITransport(app=app, root_path="/api")
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [
+                (await client.post("/api/v1/chat/completions")).status_code,
+                (await client.post("/api/v1/chat/completions", headers={"Authorization": "Bearer a"})).status_code,
+            ]
+
+    assert _run(scenario()) == [401, 200]

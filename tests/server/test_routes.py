@@ -72,7 +72,9 @@ def test_metrics_health_docs_and_request_id(live, room_video: Path) -> None:
     assert _metric(metrics, "spatial_mllm_decode_seconds_count") >= 1
     assert _metric(metrics, "spatial_mllm_upload_bytes_total") > 0
     assert _metric(metrics, "spatial_mllm_requests_total", 'status="200"') >= 2
-    assert live.key not in live.log_tail(1_000_000)
+    log = live.log_tail(1_000_000)
+    assert '"request_id": "trace-42"' in log  # one JSON access line per request, with the request id
+    assert live.key not in log
 
 
 def _engine_busy(live) -> float:
