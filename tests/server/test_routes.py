@@ -103,3 +103,31 @@ def test_disconnect_mid_stream_aborts_the_engine_request(live, room_video: Path)
     while _engine_busy(live) > 0:
         assert time.monotonic() < deadline, "the engine still runs the request of a client that left"
         time.sleep(0.2)
+
+
+def test_cors_is_off_by_default(live) -> None:
+    preflight = httpx.options(
+        f"{live.base}/v1/chat/completions",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        timeout=10,
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    simple = httpx.get(f"{live.base}/v1/models", headers={**live.headers, "Origin": "https://evil.example"}, timeout=10)
+    assert simple.status_code == 200 and "access-control-allow-origin" not in simple.headers
+
+
+def test_only_our_routes_and_vllms_basics_are_exposed(live) -> None:
+    paths = set(httpx.get(f"{live.base}/openapi.json", timeout=10).json()["paths"])
+    assert paths <= {
+        "/health", "/metrics", "/version", "/v1/models", "/v1/chat/completions", "/v1/files", "/v1/files/{file_id}",
+        "/v1/video/chat",
+    }  # fmt: skip
+    for dropped in (
+        "/v1/completions",
+        "/v1/responses",
+        "/v1/messages",
+        "/tokenize",
+        "/invocations",
+        "/v1/chat/completions/batch",
+    ):
+        assert httpx.post(f"{live.base}{dropped}", json={}, headers=live.headers, timeout=10).status_code in (404, 405)
