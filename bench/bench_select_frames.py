@@ -2,20 +2,30 @@
 
 The baseline, :func:`reference_select`, is the reference algorithm written the obvious way: plain numpy for
 the per-point arithmetic, one Python ``set`` of voxel tuples per frame and a greedy loop over set
-differences. (``sa_sampling.py`` itself runs a per-frame ``torch.unique(dim=0)`` before building its sets;
-on CPU that is slower still, so it would flatter the ratio.) The tests also use it as an independent oracle
-for :func:`sampling.space_aware.select_frames`.
+differences. (``sa_sampling.py`` itself runs a per-frame ``torch.unique(dim=0)`` before building its sets,
+and gathers the masked points twice for the bounding box; both are slower, so the default ``plain``
+baseline is the conservative one and ``--baseline unique-rows`` mirrors the reference's structure.) The
+tests also use it as an independent oracle for :func:`sampling.space_aware.select_frames`.
+
+Each timed call runs with Python's cyclic garbage collector paused (collected just before). The baseline
+builds millions of small containers, and with the collector on its time depends on when full collections
+happen to fall: the same code on the same scene took 4.5 s in one run and 20 s in the next at T=128, while
+with the collector paused it is a steady ~3 s. Pausing only ever makes the baseline faster, so the ratio is
+the conservative one; ``--gc on`` times both with the collector running. The two sides also react
+differently to a busy machine (it slows the baseline more), so quote numbers from an otherwise idle one.
 
 Scenes are synthetic point maps shaped like VGGT's output for a 16:9 video (294 x 518 per frame): a box room
 with a few objects, a walking camera, depth-dependent noise, ``1 + exp(.)`` confidences and a few far,
 low-confidence outliers.
 
-    python -m bench.bench_select_frames [--frames 16 32 64 128] [--reps 7] [--baseline plain] [--out table.md]
+    python -m bench.bench_select_frames [--frames 16 32 64 128] [--reps 7] [--baseline plain] [--gc paused]
+        [--height 294 --width 518] [--out table.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -138,25 +148,45 @@ def make_scene(n_frames: int, height: int = 294, width: int = 518, seed: int = 0
 # timing
 
 
-def _time_interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Median wall time per function in ms, alternating the functions in each repetition."""
+def _time_interleaved(fns: dict[str, Callable[[], object]], reps: int, pause_gc: bool = True) -> dict[str, float]:
+    """Median wall time per function in ms, alternating the functions in each repetition.
+
+    With ``pause_gc`` each call runs with the cyclic collector off (after a collection), so the baseline's
+    time does not hinge on where full collections fall (see the module docstring).
+    """
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():  # warm-up: first-call costs (lazy imports, allocator growth) are not the subject
         fn()
     for _ in range(reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - start) * 1e3)
+            gc.collect()
+            was_enabled = gc.isenabled()
+            if pause_gc:
+                gc.disable()
+            try:
+                start = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - start) * 1e3)
+            finally:
+                if was_enabled:
+                    gc.enable()
     return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
-def run(frames: Sequence[int], k: int, reps: int, height: int, width: int, baseline: str = "plain") -> str:
+def run(
+    frames: Sequence[int],
+    k: int,
+    reps: int,
+    height: int,
+    width: int,
+    baseline: str = "plain",
+    gc_mode: str = "paused",
+) -> str:
     """Benchmark every T; asserts identical selections; returns a markdown table."""
     unique_rows = baseline == "unique-rows"
     lines = [
         f"Space-aware selection, k={k}, {height}x{width} world points per frame, {baseline} python-set "
-        f"baseline, median of {reps} interleaved runs after one warm-up",
+        f"baseline, cyclic GC {gc_mode} while timing, median of {reps} interleaved runs after one warm-up",
         "",
         "| T | python-set ms | vectorised ms | ratio |",
         "| ---: | ---: | ---: | ---: |",
@@ -172,6 +202,7 @@ def run(frames: Sequence[int], k: int, reps: int, height: int, width: int, basel
                 "fast": lambda p=points, c=conf: select_frames(p, c, k),
             },
             reps,
+            pause_gc=gc_mode == "paused",
         )
         lines.append(f"| {n_frames} | {ms['slow']:.1f} | {ms['fast']:.1f} | {ms['slow'] / ms['fast']:.1f}x |")
         print(lines[-1], flush=True)
@@ -191,9 +222,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="plain",
         help="plain: a set of voxel tuples per frame; unique-rows: np.unique(axis=0) first (sa_sampling.py)",
     )
+    parser.add_argument(
+        "--gc",
+        choices=["paused", "on"],
+        default="paused",
+        help="paused: cyclic GC off during each timed call (stable, conservative); on: left running",
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
-    table = run(args.frames, args.k, args.reps, args.height, args.width, args.baseline)
+    table = run(args.frames, args.k, args.reps, args.height, args.width, args.baseline, args.gc)
     print()
     print(table)
     if args.out:

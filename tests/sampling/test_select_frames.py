@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import numpy as np
@@ -151,6 +152,77 @@ def test_huge_grids_match_oracle(squash: bool, min_cells: int) -> None:
     cells = np.prod(np.floor(extent / np.float32(result.voxel_size)).astype(np.float64) + 1)
     assert cells > min_cells
     assert result.selected == reference_select(points, conf, 6)
+
+
+# --------------------------------------------------------------------------------------------------------
+# full-size inputs: the sampled-bracket threshold and the single gather buffer
+
+
+def large_scene(seed: int, n_frames: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """A room scene with more than 4 x 65536 confidences, so the threshold takes the sampled-bracket path."""
+    points, conf = make_scene(n_frames, 160, 320, seed=seed)
+    assert conf.size > 4 * voxel_cover._SAMPLE_TARGET
+    return points, conf
+
+
+def assert_matches_numpy_and_oracle(points: np.ndarray, conf: np.ndarray, k: int) -> CoverageResult:
+    result = coverage_select(points, conf, k)
+    threshold = np.percentile(conf.reshape(-1), 50)
+    assert np.float32(result.threshold).tobytes() == np.float32(threshold).tobytes()
+    mask = (conf >= threshold) & (conf > np.float32(0.1))
+    assert result.mask_counts.tolist() == mask.reshape(conf.shape[0], -1).sum(axis=1).tolist()
+    valid = points[mask]
+    assert list(result.bbox_min) == valid.min(axis=0).tolist()
+    assert list(result.bbox_max) == valid.max(axis=0).tolist()
+    assert result.selected == reference_select(points, conf, k)
+    return result
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_large_scene_matches_numpy_and_oracle(seed: int) -> None:
+    assert_matches_numpy_and_oracle(*large_scene(seed), k=4)
+
+
+def test_large_scene_with_empty_frames_and_float16_ties() -> None:
+    """Frames with no masked point (the last one too) and many confidences equal to the threshold."""
+    points, conf = large_scene(13)
+    conf = conf.astype(np.float16).astype(np.float32)
+    conf[2] = 0.05
+    conf[-1] = 0.0
+    result = assert_matches_numpy_and_oracle(points, conf, k=6)
+    assert result.mask_counts[2] == result.mask_counts[-1] == 0
+    assert np.count_nonzero(conf == np.float32(result.threshold)) > 1
+
+
+def test_large_scene_threshold_below_floor() -> None:
+    """When the median is at most 0.1 the mask is decided by conf > 0.1."""
+    points, conf = large_scene(14)
+    conf = (conf - 1) * np.float32(0.04)
+    result = assert_matches_numpy_and_oracle(points, conf, k=4)
+    assert result.threshold <= 0.1
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 1000, 4099])
+@pytest.mark.parametrize("density", [0.0, 0.03, 0.5, 1.0])
+def test_select_sparse_is_boolean_indexing(size: int, density: float) -> None:
+    rng = np.random.default_rng(size)
+    values = rng.normal(size=size).astype(np.float32)
+    mask = rng.random(size) < density
+    assert voxel_cover._select_sparse(values, mask).tolist() == values[mask].tolist()
+
+
+@pytest.mark.parametrize("n_points", [0, 1, 63, 64, 65, 1023, 1024, 1025, 5000])
+def test_reduce3_is_per_axis_min_max(n_points: int) -> None:
+    rng = np.random.default_rng(n_points)
+    points = rng.normal(size=(n_points, 3)).astype(np.float32)
+    lo = voxel_cover._reduce3(points.reshape(-1), np.minimum)
+    hi = voxel_cover._reduce3(points.reshape(-1), np.maximum)
+    assert lo.dtype == hi.dtype == np.float32
+    if n_points:
+        assert lo.tolist() == points.min(axis=0).tolist()
+        assert hi.tolist() == points.max(axis=0).tolist()
+    else:
+        assert lo.tolist() == [np.inf] * 3 and hi.tolist() == [-np.inf] * 3
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -322,7 +394,10 @@ def test_uniform_indices_is_rounded_linspace(t: int, k: int) -> None:
     assert len(set(got)) == len(got)
 
 
-@pytest.mark.parametrize("baseline", ["plain", "unique-rows"])
-def test_benchmark_script_smoke(baseline: str) -> None:
-    table = run([4, 6], k=3, reps=1, height=12, width=16, baseline=baseline)
+@pytest.mark.parametrize(("baseline", "gc_mode"), [("plain", "paused"), ("unique-rows", "on")])
+def test_benchmark_script_smoke(baseline: str, gc_mode: str) -> None:
+    gc_was_enabled = gc.isenabled()
+    table = run([4, 6], k=3, reps=1, height=12, width=16, baseline=baseline, gc_mode=gc_mode)
     assert "| 4 |" in table and "| 6 |" in table and "ratio" in table and baseline in table
+    assert f"GC {gc_mode}" in table
+    assert gc.isenabled() == gc_was_enabled
