@@ -8,7 +8,7 @@ UV := $(if $(shell command -v uv 2>/dev/null),uv,$(UV_BOOT)/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint format validate-deploy demo reference-demo tiny clean
+.PHONY: setup test lint format validate-deploy demo reference-demo tiny bench clean
 
 setup: $(VENV)/.synced
 
@@ -54,6 +54,10 @@ demo: setup
 # The reference (transformers) model answering one question about a generated video, no server.
 reference-demo: setup
 	$(PY) -m model_plugin.reference.demo
+
+# Every CPU benchmark side by side; regenerates docs/BENCHMARKS.md and docs/bench/ (about 15 minutes on 2 cores).
+bench: setup
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

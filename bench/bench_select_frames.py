@@ -18,18 +18,20 @@ Scenes are synthetic point maps shaped like VGGT's output for a 16:9 video (294 
 with a few objects, a walking camera, depth-dependent noise, ``1 + exp(.)`` confidences and a few far,
 low-confidence outliers.
 
-    python -m bench.bench_select_frames [--frames 16 32 64 128] [--reps 7] [--baseline plain] [--gc paused]
-        [--height 294 --width 518] [--out table.md]
+    python -m bench.bench_select_frames [--frames 16 32 64 128] [--reps 7] [--baselines plain unique-rows]
+        [--gc paused] [--height 294 --width 518] [--json result.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -173,40 +175,80 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], reps: int, pause_gc:
     return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
-def run(
-    frames: Sequence[int],
-    k: int,
-    reps: int,
-    height: int,
-    width: int,
-    baseline: str = "plain",
+BASELINES = ("plain", "unique-rows")
+TARGET_RATIO = 50.0
+
+
+def measure(
+    frames: Sequence[int] = (16, 32, 64, 128),
+    k: int = 16,
+    reps: int = 7,
+    height: int = 294,
+    width: int = 518,
+    baselines: Sequence[str] = BASELINES,
     gc_mode: str = "paused",
-) -> str:
-    """Benchmark every T; asserts identical selections; returns a markdown table."""
-    unique_rows = baseline == "unique-rows"
-    lines = [
-        f"Space-aware selection, k={k}, {height}x{width} world points per frame, {baseline} python-set "
-        f"baseline, cyclic GC {gc_mode} while timing, median of {reps} interleaved runs after one warm-up",
-        "",
-        "| T | python-set ms | vectorised ms | ratio |",
-        "| ---: | ---: | ---: | ---: |",
-    ]
+) -> dict[str, Any]:
+    """Time every T against each baseline, interleaved; asserts identical selections on every scene."""
+    rows = []
     for n_frames in frames:
         points, conf = make_scene(n_frames, height, width, seed=n_frames)
         fast = select_frames(points, conf, k)
-        slow = reference_select(points, conf, k, unique_rows)
-        assert fast == slow, f"T={n_frames}: vectorised {fast} != python-set {slow}"
-        ms = _time_interleaved(
-            {
-                "slow": lambda p=points, c=conf: reference_select(p, c, k, unique_rows),
-                "fast": lambda p=points, c=conf: select_frames(p, c, k),
-            },
-            reps,
-            pause_gc=gc_mode == "paused",
-        )
-        lines.append(f"| {n_frames} | {ms['slow']:.1f} | {ms['fast']:.1f} | {ms['slow'] / ms['fast']:.1f}x |")
-        print(lines[-1], flush=True)
+        fns: dict[str, Callable[[], object]] = {"vectorised": lambda p=points, c=conf: select_frames(p, c, k)}
+        for baseline in baselines:
+            slow = reference_select(points, conf, k, baseline == "unique-rows")
+            assert fast == slow, f"T={n_frames}: vectorised {fast} != {baseline} python-set {slow}"
+            fns[baseline] = lambda p=points, c=conf, u=baseline == "unique-rows": reference_select(p, c, k, u)
+        ms = _time_interleaved(fns, reps, pause_gc=gc_mode == "paused")
+        rows.append({"frames": n_frames, "selected": fast, "ms": ms})
+        print(f"T={n_frames}", *(f"{name} {t:.1f} ms" for name, t in ms.items()), flush=True)
+    meta = {"k": k, "reps": reps, "height": height, "width": width, "baselines": list(baselines), "gc": gc_mode}
+    return {"meta": meta, "rows": rows}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    baselines = meta["baselines"]
+    lines = [
+        f"k={meta['k']}, {meta['height']}x{meta['width']} world points per frame, cyclic GC {meta['gc']} while "
+        f"timing, median of {meta['reps']} interleaved runs after one warm-up; selections identical on every scene.",
+        "",
+        "| T | " + " | ".join(f"python-set ({b}) ms" for b in baselines) + " | vectorised ms | "
+        + " | ".join(f"ratio vs {b}" for b in baselines) + " |",
+        "| ---: " * (2 * len(baselines) + 2) + "|",
+    ]  # fmt: skip
+    for row in result["rows"]:
+        ms = row["ms"]
+        slow = " | ".join(f"{ms[b]:.1f}" for b in baselines)
+        ratios = " | ".join(f"{ms[b] / ms['vectorised']:.1f}x" for b in baselines)
+        lines.append(f"| {row['frames']} | {slow} | {ms['vectorised']:.1f} | {ratios} |")
+    last = result["rows"][-1]
+    verdicts = [
+        f"{last['ms'][b] / last['ms']['vectorised']:.0f}x vs {b} "
+        f"({'met' if last['ms'][b] / last['ms']['vectorised'] >= TARGET_RATIO else 'not met'})"
+        for b in baselines
+    ]
+    lines += ["", f"Target: {TARGET_RATIO:g}x at T = {last['frames']}: " + "; ".join(verdicts) + "."]
     return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Speed-up against T for each baseline, log-scaled times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = [row["frames"] for row in result["rows"]]
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
+    for name in [*result["meta"]["baselines"], "vectorised"]:
+        label = "vectorised (ours)" if name == "vectorised" else f"python-set greedy ({name})"
+        ax.plot(frames, [row["ms"][name] for row in result["rows"]], "o-", label=label)
+    ax.set(xlabel="candidate frames T", ylabel="ms per selection (log)", yscale="log", title="Space-aware selection")
+    ax.set_xticks(frames)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -217,9 +259,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--height", type=int, default=294)
     parser.add_argument("--width", type=int, default=518)
     parser.add_argument(
-        "--baseline",
-        choices=["plain", "unique-rows"],
-        default="plain",
+        "--baselines",
+        nargs="+",
+        choices=BASELINES,
+        default=list(BASELINES),
         help="plain: a set of voxel tuples per frame; unique-rows: np.unique(axis=0) first (sa_sampling.py)",
     )
     parser.add_argument(
@@ -228,13 +271,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="paused",
         help="paused: cyclic GC off during each timed call (stable, conservative); on: left running",
     )
-    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    table = run(args.frames, args.k, args.reps, args.height, args.width, args.baseline, args.gc)
-    print()
-    print(table)
-    if args.out:
-        args.out.write_text(table)
+    result = measure(args.frames, args.k, args.reps, args.height, args.width, args.baselines, args.gc)
+    print(to_markdown(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

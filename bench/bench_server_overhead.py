@@ -1,6 +1,6 @@
 """Our layer's overhead and the cache on follow-up questions, measured side by side on CPU.
 
-``python -m bench.bench_server_overhead [--rounds 12] [--frames 16]``
+``python -m bench.bench_server_overhead [--rounds 12] [--frames 16] [--json PATH]``
 
 1. Overhead: the same tiny checkpoint and the same 16-frame videos through our server and through plain
    ``vllm serve`` (``video_url`` data URLs on both), requests interleaved and alternating which goes first, a
@@ -11,40 +11,28 @@
    video (uploaded once, asked by file id): time to first token, so the sampling cache and vLLM's encoder and
    prefix caches show.
 
-Prints medians and ratios as a markdown table (pasted into docs/BENCHMARKS.md).
+Prints medians and ratios as a markdown table (``python -m bench.report`` puts it into docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
-import numpy as np
 
+from bench.media import synthetic_mp4
 from bench.servers import ours, plain_vllm, running
 
 MAX_TOKENS = 8
 HEIGHT, WIDTH = 112, 140
-
-
-def _video(path: Path, frames: int, seed: int) -> bytes:
-    import av
-
-    from model_plugin.reference.demo import synthetic_video
-
-    pixels = np.ascontiguousarray(synthetic_video(frames, HEIGHT, WIDTH, seed=seed).permute(0, 2, 3, 1).numpy())
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=4)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for frame in pixels:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path.read_bytes()
 
 
 def _timed_stream(base: str, model: str, content: list[dict]) -> tuple[float, float]:
@@ -70,52 +58,76 @@ def _video_part(data: bytes) -> dict:
     return {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(data).decode()}}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_server_overhead")
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--frames", type=int, default=16)
-    args = parser.parse_args()
-
+def measure(rounds: int = 12, frames: int = 16) -> dict[str, Any]:
+    """Overhead rounds (both servers, alternating order) then follow-up rounds (ours); raw samples in seconds."""
     from model_plugin.tiny import write_tiny_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     checkpoint = write_tiny_checkpoint(work / "tiny", seed=0)
-    videos = [_video(work / f"v{i}.mp4", args.frames, seed=100 + i) for i in range(2 * args.rounds + 1)]
+    videos = [synthetic_mp4(work / f"v{i}.mp4", frames, HEIGHT, WIDTH, seed=100 + i) for i in range(2 * rounds + 1)]
     question = {"type": "text", "text": "How many chairs are in this room?"}
     caps = ["--min-pixels-per-frame", "3136", "--max-pixels-per-frame", str(HEIGHT * WIDTH)]
-    caps += ["--default-num-frames", str(args.frames), "--served-model-name", "m", "--uploads-dir", str(work / "up")]
+    caps += ["--default-num-frames", str(frames), "--served-model-name", "m", "--uploads-dir", str(work / "up")]
 
     with (
         running(ours(checkpoint, *caps), work / "ours.log") as our_base,
-        running(plain_vllm(checkpoint, args.frames, "--served-model-name", "m"), work / "vllm.log") as vllm_base,
+        running(plain_vllm(checkpoint, frames, "--served-model-name", "m"), work / "vllm.log") as vllm_base,
     ):
         # warm both (first request pays one-time costs)
         _timed_stream(our_base, "m", [_video_part(videos[-1]), question])
         _timed_stream(vllm_base, "m", [_video_part(videos[-1]), question])
         totals: dict[str, list[float]] = {"ours": [], "vllm": []}
-        for i in range(args.rounds):
+        for i in range(rounds):
             order = [("ours", our_base), ("vllm", vllm_base)][:: 1 if i % 2 == 0 else -1]
             for name, base in order:
                 totals[name].append(_timed_stream(base, "m", [_video_part(videos[i]), question])[1])
 
         first_ttft, follow_ttft = [], []
-        for i in range(args.rounds, 2 * args.rounds):
+        for i in range(rounds, 2 * rounds):
             upload = httpx.post(
                 f"{our_base}/v1/files", files={"file": (f"v{i}.mp4", videos[i], "video/mp4")}, timeout=60
             ).json()
             part = {"type": "file", "file": {"file_id": upload["id"]}}
             first_ttft.append(_timed_stream(our_base, "m", [part, question])[0])
             follow_ttft.append(_timed_stream(our_base, "m", [part, {"type": "text", "text": "And the tables?"}])[0])
+    samples = {"ours": totals["ours"], "vllm": totals["vllm"], "first_ttft": first_ttft, "follow_ttft": follow_ttft}
+    return {
+        "meta": {"rounds": rounds, "frames": frames, "height": HEIGHT, "width": WIDTH, "max_tokens": MAX_TOKENS},
+        "samples_s": samples,
+        "median_ms": {name: statistics.median(values) * 1000 for name, values in samples.items()},
+    }
 
-    ours_ms, vllm_ms = (statistics.median(totals[k]) * 1000 for k in ("ours", "vllm"))
-    first_ms, follow_ms = statistics.median(first_ttft) * 1000, statistics.median(follow_ttft) * 1000
-    setup = f"{args.rounds} rounds, {args.frames} frames {HEIGHT}x{WIDTH}, {MAX_TOKENS} tokens"
-    print(f"| measure ({setup}) | median | ratio |")
-    print("| --- | --- | --- |")
-    print(f"| request latency, plain vllm serve | {vllm_ms:.0f} ms | 1.00 |")
-    print(f"| request latency, spatial-mllm-serve | {ours_ms:.0f} ms | {ours_ms / vllm_ms:.2f}x |")
-    print(f"| TTFT, first question on a video (file id) | {first_ms:.0f} ms | 1.00 |")
-    print(f"| TTFT, follow-up question, same video | {follow_ms:.0f} ms | {follow_ms / first_ms:.2f}x |")
+
+def to_markdown(result: dict[str, Any]) -> str:
+    meta, ms = result["meta"], result["median_ms"]
+    video = f"{meta['frames']} frames {meta['height']}x{meta['width']}"
+    setup = f"{meta['rounds']} rounds, {video}, {meta['max_tokens']} tokens"
+    return (
+        "\n".join(
+            [
+                f"| measure ({setup}) | median | ratio |",
+                "| --- | ---: | ---: |",
+                f"| request latency, plain `vllm serve` | {ms['vllm']:.0f} ms | 1.00 |",
+                f"| request latency, `spatial-mllm-serve` | {ms['ours']:.0f} ms | {ms['ours'] / ms['vllm']:.2f}x |",
+                f"| TTFT, first question on a video (file id) | {ms['first_ttft']:.0f} ms | 1.00 |",
+                f"| TTFT, follow-up question, same video | {ms['follow_ttft']:.0f} ms | "
+                f"{ms['follow_ttft'] / ms['first_ttft']:.2f}x |",
+            ]
+        )
+        + "\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_server_overhead")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args(argv)
+    result = measure(args.rounds, args.frames)
+    print(to_markdown(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,13 +19,15 @@ DEMO_MODEL_NAME = "spatial-mllm-demo"
 CPU_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": 8192, "enforce_eager": True, "max_num_seqs": 8}
 
 
-def write_sample_video(path: Path, frames: int = 32, height: int = 224, width: int = 308, fps: int = 8) -> Path:
-    """A few seconds of the demo's synthetic room as H.264 mp4."""
+def write_sample_video(
+    path: Path, frames: int = 32, height: int = 224, width: int = 308, fps: int = 8, seed: int = 0
+) -> Path:
+    """A few seconds of the demo's synthetic room as H.264 mp4 (another ``seed``: other pixels, same size)."""
     import av
 
     from model_plugin.reference.demo import synthetic_video
 
-    pixels = np.ascontiguousarray(synthetic_video(frames, height, width, seed=0).permute(0, 2, 3, 1).numpy())
+    pixels = np.ascontiguousarray(synthetic_video(frames, height, width, seed=seed).permute(0, 2, 3, 1).numpy())
     partial = path.with_suffix(".partial.mp4")
     with av.open(str(partial), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)

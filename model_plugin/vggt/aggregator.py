@@ -7,7 +7,7 @@ frame block i's and global block i's outputs on the channel axis: [B, S, P, 2*C]
 
 Callers name the layers they need (``layers=[-1]`` for the connector, the point head's four for sampling): the
 loop stops after the deepest one and keeps only those outputs, never the [depth, B, S, P, 2C] stack (at full
-size, 16 frames of 476x644 that stack alone is ~4.6 GB in bf16).
+size, 16 frames of 476x644 that stack alone is ~2.5 GB in bf16: 24 x 16 x 1569 x 2048 x 2 bytes).
 """
 
 from __future__ import annotations

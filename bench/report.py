@@ -1,0 +1,167 @@
+"""``make bench`` / ``python -m bench.report``: run every CPU benchmark and regenerate docs/BENCHMARKS.md.
+
+Each benchmark runs as ``python -m bench.<module> --json FILE`` in its own process (engines and peak-memory
+counters start fresh; one crash does not take the others down); this process then renders the module's
+``to_markdown`` table and, where the module has one, its ``plot`` into ``docs/bench/``, and fills
+``bench/report_template.md``. ``--only`` re-runs some sections and keeps the others' last results (read back
+from ``docs/bench/*.json``); ``--quick`` shrinks every benchmark to check the pipeline in a few minutes.
+
+The GPU section runs ``bench.gpu_spatial_encoder`` when CUDA is available; otherwise it says so and checks that
+the script works with ``--device cpu --tiny``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / ".cache" / "bench-logs"
+TEMPLATE = Path(__file__).with_name("report_template.md")
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str  # key in the template and file stem in docs/bench/
+    module: str  # bench.<module>, run with ``--json``
+    args: tuple[str, ...]  # the full run
+    quick_args: tuple[str, ...]  # the pipeline check
+
+    def command(self, quick: bool) -> list[str]:
+        return ["python", "-m", f"bench.{self.module}", *(self.quick_args if quick else self.args)]
+
+
+SECTIONS = [
+    Section("end_to_end", "bench_end_to_end", ("--reps", "2"), ("--videos", "1", "--questions", "2", "--reps", "1")),
+    Section("server_overhead", "bench_server_overhead", ("--rounds", "8"), ("--rounds", "1")),
+    Section("select_frames", "bench_select_frames", ("--reps", "3"), ("--frames", "8", "16", "--reps", "1")),
+    Section("decode", "bench_decode", (), ("--reps", "1", "--seconds", "2")),
+    # VGGT's real layer count at the tiny widths: the default depth 2 holds one extra layer, lost in noise
+    Section("engine_footprint", "engine_footprint", ("--spatial-depth", "24"), ("--reps", "1")),
+]
+GPU_COMMAND = ["python", "-m", "bench.gpu_spatial_encoder", "--device", "cuda", "--dtype", "bfloat16"]
+
+
+def run_section(section: Section, out_dir: Path, quick: bool, timeout_s: float) -> dict[str, Any]:
+    """Run one benchmark in a child process and return its JSON result (its output goes to .cache/bench-logs/)."""
+    result_path = out_dir / f"{section.name}.json"
+    command = [sys.executable, *section.command(quick)[1:], "--json", str(result_path)]
+    started = time.monotonic()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with (LOGS / f"{section.name}.log").open("w") as log:
+        subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=True)
+    result = json.loads(result_path.read_text())
+    result.setdefault("meta", {}).update(wall_s=round(time.monotonic() - started, 1), quick=quick)
+    result_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def environment() -> str:
+    """Machine and versions, for the top of the page."""
+    import numpy
+    import torch
+
+    try:
+        import vllm
+
+        vllm_version = vllm.__version__
+    except Exception as exc:  # the report still renders where vLLM is broken or absent
+        vllm_version = f"unavailable ({type(exc).__name__})"
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    return (
+        f"Last generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {cpu}, {len(os.sched_getaffinity(0))} CPUs; Python "
+        f"{platform.python_version()}, torch {torch.__version__}, vLLM {vllm_version}, numpy {numpy.__version__}; "
+        "tiny random-weight checkpoint (`python -m model_plugin.tiny`), float32."
+    )
+
+
+def gpu_section(out_dir: Path, timeout_s: float) -> str:
+    """The GPU figures when CUDA is here; otherwise a line saying so, after checking the script on CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        out = out_dir / "gpu_spatial_encoder.md"
+        subprocess.run([sys.executable, *GPU_COMMAND[1:], "--out", str(out)], cwd=ROOT, check=True, timeout=timeout_s)
+        return out.read_text()
+    check = [sys.executable, "-m", "bench.gpu_spatial_encoder", "--device", "cpu", "--tiny", "--reps", "1"]
+    subprocess.run(check, cwd=ROOT, check=True, timeout=timeout_s, capture_output=True)
+    return (
+        "Not run: no GPU on the machine that generated this page (the script ran with `--device cpu --tiny` as a "
+        "check). On a GPU node the command above times the VGGT aggregator (VGGT-1B sizes, bf16) on 8/16/32 frames "
+        "at 476x644 and 672x896 and 128 candidates at 294x518, keeping one layer vs all 24, plus the connector, "
+        "with the FLOP floor from a measured matmul rate."
+    )
+
+
+def render(results: dict[str, dict[str, Any]], gpu: str, out_dir: Path) -> str:
+    """Fill the template: tables and plots from each module, commands, environment and GPU text."""
+    text = TEMPLATE.read_text()
+    for section in SECTIONS:
+        module = importlib.import_module(f"bench.{section.module}")
+        result = results.get(section.name)
+        if result is None:
+            table = f"Not measured yet: run `python -m bench.report --only {section.name}`."
+        else:
+            table = module.to_markdown(result).rstrip()
+            if result["meta"].get("quick"):
+                table = "**Quick run (`--quick`): checks the pipeline, not for quoting.**\n\n" + table
+            if hasattr(module, "plot"):
+                module.plot(result, out_dir / f"{section.name}.png")
+        was_quick = bool(result and result["meta"].get("quick"))
+        text = text.replace(f"{{{{table:{section.name}}}}}", table)
+        text = text.replace(f"{{{{command:{section.name}}}}}", " ".join(section.command(was_quick)))
+    text = text.replace("{{command:gpu_spatial_encoder}}", " ".join(GPU_COMMAND))
+    text = text.replace("{{environment}}", environment())
+    text = text.replace("{{gpu}}", gpu)
+    leftover = re.findall(r"\{\{[^}]+\}\}", text)
+    if leftover:
+        raise ValueError(f"unfilled placeholders in {TEMPLATE.name}: {leftover}")
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    names = [section.name for section in SECTIONS]
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=names, help="run these sections, keep the others' results")
+    parser.add_argument("--render", action="store_true", help="run nothing: re-render the page from the saved results")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the pipeline, numbers not for quoting")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="writes DOCS/BENCHMARKS.md and DOCS/bench/")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per benchmark")
+    args = parser.parse_args(argv)
+
+    out_dir = args.docs / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        if not args.render and (args.only is None or section.name in args.only):
+            print(f"running {' '.join(section.command(args.quick))} ...", flush=True)
+            results[section.name] = run_section(section, out_dir, args.quick, args.timeout)
+            print(f"  done in {results[section.name]['meta']['wall_s']} s", flush=True)
+        elif (out_dir / f"{section.name}.json").exists():
+            results[section.name] = json.loads((out_dir / f"{section.name}.json").read_text())
+    page = render(results, gpu_section(out_dir, args.timeout), out_dir)
+    (args.docs / "BENCHMARKS.md").write_text(page)
+    print(f"wrote {args.docs / 'BENCHMARKS.md'}")
+
+
+if __name__ == "__main__":
+    main()
