@@ -313,6 +313,7 @@ def test_server_keeps_serving_and_leaves_nothing_behind(server, media) -> None:
     live, _, server_tmp = server
     _post(live, _chat(data_url_bytes(media["good"]), temperature=0))  # warm: pools and caches exist before counting
     files_before, fds_before = _regular_files(server_tmp), _open_fds(live.process.pid)
+    uploads_before = set(live.uploads.glob("file-*"))  # other tests share this server and may have uploaded
     for _, _, send in CASES:
         send(live, media)
     reply = _post(live, _chat(data_url_bytes(media["good"]), temperature=0))
@@ -324,7 +325,7 @@ def test_server_keeps_serving_and_leaves_nothing_behind(server, media) -> None:
     assert _open_fds(live.process.pid) <= fds_before
     assert _engine_requests(live) == 0
     assert not list(live.uploads.glob(".*.partial"))
-    assert not list(live.uploads.glob("file-*"))  # every upload in the cases was refused
+    assert set(live.uploads.glob("file-*")) == uploads_before  # every upload in the cases was refused
 
 
 def data_url_bytes(data: bytes) -> str:
