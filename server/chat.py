@@ -20,6 +20,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from server.connector import PREPARED_VIDEOS
 from server.errors import APIError
+from server.middleware import file_owner
 from server.protocol import SpatialChatCompletionRequest
 
 router = APIRouter()
@@ -48,7 +49,8 @@ async def serve_chat(request: SpatialChatCompletionRequest, raw_request: Request
     request.media_io_kwargs = None
     request.mm_processor_kwargs = None
     spec = state.media.sampling_spec(request.video_sampling)
-    prepared = await state.media.rewrite_messages(request.messages, spec, state.max_videos_per_request)
+    owner = file_owner(raw_request)
+    prepared = await state.media.rewrite_messages(request.messages, spec, state.max_videos_per_request, owner)
     return await answer(request, raw_request, prepared)
 
 

@@ -1,6 +1,7 @@
 """Uploaded videos on disk: unguessable ids, a time to live, a total quota, and no partial file ever left.
 
-Each upload is ``<dir>/<id>.bin`` plus ``<dir>/<id>.json`` (OpenAI's file object and the content hash). Bytes
+Each upload is ``<dir>/<id>.bin`` plus ``<dir>/<id>.json`` (OpenAI's file object, the content hash and the
+owner: a digest of the uploading API key, so one key never sees, reads or deletes another key's uploads). Bytes
 are written to a hidden ``.partial`` name and renamed into place only when complete, so a failed or interrupted
 upload leaves nothing; expired files are swept on every call and by the server's background task. The store
 is synchronous (plain file I/O); the routes call it from a worker thread.
@@ -37,11 +38,13 @@ class StoredFile:
     sha256: str
     object: str = "file"
     status: str = "processed"
+    owner: str = ""  # digest of the uploader's API key ("" when the server has no keys)
 
     def public(self) -> dict[str, object]:
         """The object as OpenAI's API returns it."""
         data = asdict(self)
         data.pop("sha256")
+        data.pop("owner")
         return data
 
 
@@ -82,36 +85,41 @@ class FileStore:
                     removed += 1
         return removed
 
-    def list(self) -> list[StoredFile]:
+    def list(self, owner: str = "") -> list[StoredFile]:
+        """The owner's live uploads, newest first."""
         self.sweep()
         files = (self._load(path) for path in self.root.glob("file-*.json"))
-        return sorted((f for f in files if f is not None), key=lambda f: f.created_at, reverse=True)
+        mine = (f for f in files if f is not None and f.owner == owner)
+        return sorted(mine, key=lambda f: f.created_at, reverse=True)
 
     def used_bytes(self) -> int:
         return sum(path.stat().st_size for path in self.root.glob("file-*.bin"))
 
-    def get(self, file_id: str) -> StoredFile:
-        """The file's record; 404 for ids that are malformed, unknown or expired (indistinguishable on purpose)."""
+    def get(self, file_id: str, owner: str = "") -> StoredFile:
+        """The file's record; 404 for ids that are malformed, unknown, expired or another key's (all
+        indistinguishable on purpose: an id seen by one key tells another key nothing)."""
         stored = self._load(self._paths(file_id)[1]) if FILE_ID.match(file_id) else None
-        if stored is None or stored.expires_at <= time.time():
+        if stored is None or stored.expires_at <= time.time() or stored.owner != owner:
             raise APIError(404, f"No such file: {file_id[:64]!r}.", "file_id")
         return stored
 
-    def read(self, file_id: str) -> tuple[StoredFile, bytes]:
-        stored = self.get(file_id)
+    def read(self, file_id: str, owner: str = "") -> tuple[StoredFile, bytes]:
+        stored = self.get(file_id, owner)
         try:
             return stored, self._paths(file_id)[0].read_bytes()
         except FileNotFoundError as exc:
             raise APIError(404, f"No such file: {file_id!r}.", "file_id") from exc
 
-    def delete(self, file_id: str) -> StoredFile:
-        stored = self.get(file_id)
+    def delete(self, file_id: str, owner: str = "") -> StoredFile:
+        stored = self.get(file_id, owner)
         with self._lock:
             self._remove(file_id)
         return stored
 
-    def add(self, data: bytes, filename: str, purpose: str) -> StoredFile:
-        """Store ``data`` (already checked to be a video) under a fresh unguessable id."""
+    def add(self, data: bytes, filename: str, purpose: str, owner: str = "") -> StoredFile:
+        """Store ``data`` (already checked to be a video) under a fresh unguessable id, visible to ``owner`` only.
+
+        The quota is shared by all keys (it protects the disk); per-key request quotas bound any one key."""
         self.sweep()
         with self._lock:
             if self.used_bytes() + len(data) > self.quota_bytes:
@@ -128,6 +136,7 @@ class FileStore:
                 filename=Path(filename or "upload").name[:255],
                 purpose=purpose,
                 sha256=content_hash(data),
+                owner=owner,
             )
             blob, meta = self._paths(file_id)
             partial = self.root / f".{file_id}.partial"

@@ -1,7 +1,8 @@
 """OpenAI's Files API for videos: upload once, ask many questions by ``file_id``.
 
 ``POST /v1/files`` takes multipart ``file`` and ``purpose`` like OpenAI's endpoint (so ``client.files.create``
-works unmodified); the content must decode as a video before an id is handed out. Ids are 128-bit random.
+works unmodified); the content must decode as a video before an id is handed out. Ids are 128-bit random, and
+each upload belongs to the API key that made it (:func:`server.middleware.file_owner`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from server.errors import APIError
 from server.metrics import UPLOAD_BYTES
+from server.middleware import file_owner
 from server.protocol import FileDeleted, FileList, FileObject
 
 router = APIRouter()
@@ -36,24 +38,25 @@ async def create_file(
     state = raw_request.app.state
     data = await read_upload(file, state.settings.max_video_bytes, "file")
     await state.preparer.probe(data, "file")
-    stored = await asyncio.to_thread(state.files.add, data, file.filename or "upload", purpose[:64])
+    owner = file_owner(raw_request)
+    stored = await asyncio.to_thread(state.files.add, data, file.filename or "upload", purpose[:64], owner)
     UPLOAD_BYTES.labels("upload").inc(len(data))
     return FileObject(**stored.public())
 
 
 @router.get("/v1/files", response_model=FileList)
 async def list_files(raw_request: Request) -> FileList:
-    files = await asyncio.to_thread(raw_request.app.state.files.list)
+    files = await asyncio.to_thread(raw_request.app.state.files.list, file_owner(raw_request))
     return FileList(data=[FileObject(**f.public()) for f in files])
 
 
 @router.get("/v1/files/{file_id}", response_model=FileObject)
 async def retrieve_file(file_id: str, raw_request: Request) -> FileObject:
-    stored = await asyncio.to_thread(raw_request.app.state.files.get, file_id)
+    stored = await asyncio.to_thread(raw_request.app.state.files.get, file_id, file_owner(raw_request))
     return FileObject(**stored.public())
 
 
 @router.delete("/v1/files/{file_id}", response_model=FileDeleted)
 async def delete_file(file_id: str, raw_request: Request) -> FileDeleted:
-    stored = await asyncio.to_thread(raw_request.app.state.files.delete, file_id)
+    stored = await asyncio.to_thread(raw_request.app.state.files.delete, file_id, file_owner(raw_request))
     return FileDeleted(id=stored.id)

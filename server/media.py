@@ -112,11 +112,11 @@ class MediaResolver:
             total_pixels=s.max_total_pixels,
         )
 
-    async def video_bytes(self, url: str, param: str) -> VideoBytes:
-        """The bytes behind a video reference (data URL, http(s) URL or ``file-`` id)."""
+    async def video_bytes(self, url: str, param: str, owner: str = "") -> VideoBytes:
+        """The bytes behind a video reference (data URL, http(s) URL or ``owner``'s ``file-`` id)."""
         s = self.settings
         if url.startswith("file-"):
-            stored, data = await asyncio.to_thread(self.files.read, url)
+            stored, data = await asyncio.to_thread(self.files.read, url, owner)
             return VideoBytes(data, stored.sha256)
         if url[:5].lower() == "data:":
             data = await asyncio.to_thread(parse_data_url, url, s.max_video_bytes, param, _is_video_mime)
@@ -159,8 +159,12 @@ class MediaResolver:
             raise APIError(400, "A video part needs a URL or a file id.", param)
         return url
 
-    async def rewrite_messages(self, messages: list[Any], spec: SamplingSpec, max_videos: int) -> list[str]:
+    async def rewrite_messages(
+        self, messages: list[Any], spec: SamplingSpec, max_videos: int, owner: str = ""
+    ) -> list[str]:
         """Replace each video part by a prepared-frame reference (in place); returns the references to release.
+
+        File ids resolve in ``owner``'s uploads only (the caller's API key).
 
         Videos are fetched, decoded and sampled concurrently (in worker threads); any failure releases what was
         already prepared and raises.
@@ -188,7 +192,7 @@ class MediaResolver:
             part["image_url"] = {"url": await self._inline_image(url, param)}
 
         async def prepare(url: str, param: str) -> PreparedVideo:
-            video = await self.video_bytes(url, param)
+            video = await self.video_bytes(url, param, owner)
             return await self.preparer.prepare(video.data, video.digest, spec, param)
 
         # Tokens are taken only once every video is ready, so a failure or a client leaving mid-way pins nothing.

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import error_response
@@ -79,6 +80,14 @@ class RequestContext:
             REQUEST_ID.reset(token)
 
 
+OWNER_STATE = "file_owner"
+
+
+def file_owner(request: Request) -> str:
+    """The uploads namespace of the caller: its API key's digest, or "" (one shared namespace) without keys."""
+    return getattr(request.state, OWNER_STATE, "")
+
+
 class APIKeys:
     """``Authorization: Bearer <key>`` on ``/v1/*``; any of several keys, compared in constant time on digests
     (so neither the key's content nor its length leaks through timing). Keys are never logged.
@@ -130,6 +139,8 @@ class APIKeys:
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)
                 return
+            # Who owns what this request uploads: a short digest of the key (never the key), for the file store.
+            scope.setdefault("state", {})[OWNER_STATE] = digest.hex()[:32]
             wait = self._retry_after(digest) if self.per_minute > 0 else None
             if wait is not None:
                 REJECTED.labels("key_quota").inc()

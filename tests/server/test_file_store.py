@@ -63,3 +63,20 @@ def test_leftover_partials_are_cleared_on_start(tmp_path: Path) -> None:
     (tmp_path / ".file-abc.partial").write_bytes(b"half")
     FileStore(tmp_path, ttl_s=60, quota_bytes=100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_uploads_belong_to_their_owner(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, ttl_s=60, quota_bytes=1000)
+    mine = store.add(b"video-bytes", "room.mp4", "user_data", owner="a" * 32)
+    assert "owner" not in mine.public()
+    assert store.read(mine.id, "a" * 32)[1] == b"video-bytes"
+    for attempt in (store.get, store.read, store.delete):
+        with pytest.raises(APIError) as caught:
+            attempt(mine.id, "b" * 32)  # another key: the same 404 as an unknown id
+        assert caught.value.status == 404 and caught.value.message == f"No such file: {mine.id!r}."
+    with pytest.raises(APIError):
+        store.get(mine.id)  # nor the keyless namespace
+    assert [f.id for f in store.list("a" * 32)] == [mine.id]
+    assert store.list("b" * 32) == [] and store.list() == []
+    store.delete(mine.id, "a" * 32)
+    assert list(tmp_path.iterdir()) == []

@@ -131,3 +131,42 @@ def test_only_our_routes_and_vllms_basics_are_exposed(live) -> None:
         "/v1/chat/completions/batch",
     ):
         assert httpx.post(f"{live.base}{dropped}", json={}, headers=live.headers, timeout=10).status_code in (404, 405)
+
+
+def test_uploads_are_private_to_the_api_key(live, room_video: Path) -> None:
+    """Key two's upload: key one can neither list, read, delete nor ask about it (404, as for an unknown id)."""
+    from conftest import API_KEYS
+
+    owner, other = live.headers, {"Authorization": f"Bearer {API_KEYS[0]}"}
+    assert owner != other
+    upload = httpx.post(
+        f"{live.base}/v1/files",
+        files={"file": ("room.mp4", room_video.read_bytes(), "video/mp4")},
+        headers=owner,
+        timeout=60,
+    )
+    assert upload.status_code == 200, upload.text
+    file_id = upload.json()["id"]
+    chat = {
+        "model": "spatial-mllm-tiny",
+        "max_tokens": 2,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "file", "file": {"file_id": file_id}}, {"type": "text", "text": "hi"}],
+            }
+        ],
+    }
+    listed = httpx.get(f"{live.base}/v1/files", headers=other, timeout=30)
+    assert listed.status_code == 200 and file_id not in [f["id"] for f in listed.json()["data"]]
+    for method, path, body in [
+        ("GET", f"/v1/files/{file_id}", None),
+        ("DELETE", f"/v1/files/{file_id}", None),
+        ("POST", "/v1/chat/completions", chat),
+    ]:
+        refused = httpx.request(method, f"{live.base}{path}", json=body, headers=other, timeout=60)
+        assert refused.status_code == 404, (method, path, refused.text)
+        assert refused.json()["error"]["message"] == f"No such file: {file_id!r}."
+    answered = httpx.post(f"{live.base}/v1/chat/completions", json=chat, headers=owner, timeout=120)
+    assert answered.status_code == 200, answered.text
+    assert httpx.delete(f"{live.base}/v1/files/{file_id}", headers=owner, timeout=30).json()["deleted"] is True
