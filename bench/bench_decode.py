@@ -35,8 +35,7 @@ import json
 import os
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ import decord
 import numpy as np
 from PIL import Image
 
+from bench.timing import time_interleaved
 from sampling.decode import decoder_threads, open_video
 from sampling.uniform import UniformSpec, sample_uniform_from, uniform_frame_indices
 
@@ -103,21 +103,6 @@ def pyav_frames(data: bytes, indices: Sequence[int]) -> np.ndarray:
             if i >= max(indices):
                 break
     return np.stack([kept[i] for i in indices])
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
-    """Seconds per call: one warm-up each, then ``reps`` rounds of every fn, the order rotating per round."""
-    for fn in fns.values():
-        fn()
-    names = list(fns)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(reps):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            fns[name]()
-            samples[name].append(time.perf_counter() - start)
-    return samples
 
 
 def measure(

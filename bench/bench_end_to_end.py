@@ -73,6 +73,23 @@ def _summary(wall_s: float, ttfts: list[float], n: int, prompt_tokens: set[int])
 # the seed's loop
 
 
+class FirstTokenClock:
+    """A ``generate`` streamer that notes when the first new token arrives (the prompt is put first)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.puts = 0
+        self.ttft_s = float("nan")
+
+    def put(self, value: object) -> None:
+        self.puts += 1
+        if self.puts == 2:
+            self.ttft_s = time.perf_counter() - self.start
+
+    def end(self) -> None:
+        pass
+
+
 class SeedLoop:
     """The reference model answering one question at a time, with the seed's frame sampling per question."""
 
@@ -97,23 +114,10 @@ class SeedLoop:
     def answer(self, video: Path, question: str) -> tuple[float, int]:
         """(TTFT in s, prompt tokens) of one question, from reading the video file to the last token."""
         import torch
-        from transformers.generation.streamers import BaseStreamer
 
         from model_plugin.reference.inference import build_inputs
 
-        start = time.perf_counter()
-        first: list[float] = []
-
-        class FirstToken(BaseStreamer):
-            def put(self, value: torch.Tensor) -> None:
-                # generate() puts the prompt first, then each new token
-                if getattr(self, "prompt_seen", False) and not first:
-                    first.append(time.perf_counter() - start)
-                self.prompt_seen = True
-
-            def end(self) -> None:
-                pass
-
+        clock = FirstTokenClock()
         element = {"type": "video", "video": str(video), "nframes": self.frames}
         element |= {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
         messages = [{"role": "user", "content": [element, {"type": "text", "text": question}]}]
@@ -121,8 +125,8 @@ class SeedLoop:
         frames = videos[0].round().to(torch.uint8)
         inputs = build_inputs(self.processor, [frames], question, fps=kwargs["fps"][0])
         with torch.no_grad():
-            self.model.generate(**inputs, max_new_tokens=self.max_tokens, do_sample=False, streamer=FirstToken())
-        return first[0] if first else float("nan"), int(inputs["input_ids"].shape[1])
+            self.model.generate(**inputs, max_new_tokens=self.max_tokens, do_sample=False, streamer=clock)
+        return clock.ttft_s, int(inputs["input_ids"].shape[1])
 
     def run(self, videos: list[Path], questions: Sequence[str]) -> dict[str, Any]:
         ttfts, prompt_tokens = [], set()

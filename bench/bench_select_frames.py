@@ -25,16 +25,15 @@ low-confidence outliers.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.timing import time_interleaved
 from sampling.space_aware import select_frames
 
 # --------------------------------------------------------------------------------------------------------
@@ -150,31 +149,6 @@ def make_scene(n_frames: int, height: int = 294, width: int = 518, seed: int = 0
 # timing
 
 
-def _time_interleaved(fns: dict[str, Callable[[], object]], reps: int, pause_gc: bool = True) -> dict[str, float]:
-    """Median wall time per function in ms, alternating the functions in each repetition.
-
-    With ``pause_gc`` each call runs with the cyclic collector off (after a collection), so the baseline's
-    time does not hinge on where full collections fall (see the module docstring).
-    """
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up: first-call costs (lazy imports, allocator growth) are not the subject
-        fn()
-    for _ in range(reps):
-        for name, fn in fns.items():
-            gc.collect()
-            was_enabled = gc.isenabled()
-            if pause_gc:
-                gc.disable()
-            try:
-                start = time.perf_counter()
-                fn()
-                samples[name].append((time.perf_counter() - start) * 1e3)
-            finally:
-                if was_enabled:
-                    gc.enable()
-    return {name: statistics.median(ts) for name, ts in samples.items()}
-
-
 BASELINES = ("plain", "unique-rows")
 TARGET_RATIO = 50.0
 
@@ -198,7 +172,8 @@ def measure(
             slow = reference_select(points, conf, k, baseline == "unique-rows")
             assert fast == slow, f"T={n_frames}: vectorised {fast} != {baseline} python-set {slow}"
             fns[baseline] = lambda p=points, c=conf, u=baseline == "unique-rows": reference_select(p, c, k, u)
-        ms = _time_interleaved(fns, reps, pause_gc=gc_mode == "paused")
+        samples = time_interleaved(fns, reps, pause_gc=gc_mode == "paused")
+        ms = {name: statistics.median(times) * 1e3 for name, times in samples.items()}
         rows.append({"frames": n_frames, "selected": fast, "ms": ms})
         print(f"T={n_frames}", *(f"{name} {t:.1f} ms" for name, t in ms.items()), flush=True)
     meta = {"k": k, "reps": reps, "height": height, "width": width, "baselines": list(baselines), "gc": gc_mode}
