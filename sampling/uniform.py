@@ -192,9 +192,11 @@ def frame_count(range_frames: int, video_fps: float, spec: UniformSpec) -> int:
         return n
     if spec.pad_short_videos:
         return max(n, FRAME_FACTOR)
+    most = _floor_by(range_frames, FRAME_FACTOR)
+    instead = f"ask for at most {most} frames or send a longer video" if most else "send a longer video"
     raise VideoTooShortError(
         f"The video has {range_frames} frame(s) in the sampled range but {max(n, FRAME_FACTOR)} are needed; "
-        "send a longer video or ask for fewer frames."
+        f"{instead}."
     )
 
 

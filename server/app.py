@@ -91,7 +91,7 @@ async def build_server_app(engine_client: EngineClient, args: Namespace, setting
     state.settings = settings
     state.served_model_name = (args.served_model_name or [args.model])[0]
     state.max_videos_per_request = settings.max_videos_per_request
-    state.files = FileStore(settings.uploads_dir, settings.upload_ttl_s, settings.uploads_quota_bytes)
+    state.files = FileStore.configured(settings)
     state.preparer = VideoPreparer(settings, geometry_source(args.model, settings))
     # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
     state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)

@@ -1,23 +1,48 @@
 """OpenAI's Files API for videos: upload once, ask many questions by ``file_id``.
 
 ``POST /v1/files`` takes multipart ``file`` and ``purpose`` like OpenAI's endpoint (so ``client.files.create``
-works unmodified); the content must decode as a video before an id is handed out. Ids are 128-bit random, and
+works unmodified); the content must decode as a video before an id is handed out, and the file object carries
+what the video is (``video``: frames, fps, duration, size). ``GET /v1/files`` is OpenAI's cursor-paginated list
+(``after``, ``limit``, ``order``, ``purpose``), so the SDK's auto-pagination ends. Ids are 128-bit random, and
 each upload belongs to the API key that made it (:func:`server.middleware.file_owner`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import functools
+from collections import Counter
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.dependencies.utils import get_flat_dependant
+from fastapi.responses import FileResponse
 
 from server.errors import APIError
+from server.file_store import StoredFile
 from server.metrics import UPLOAD_BYTES
 from server.middleware import file_owner
-from server.protocol import FileDeleted, FileList, FileObject
+from server.protocol import FileDeleted, FileList, FileObject, VideoFacts
 
-router = APIRouter()
+# OpenAI's purposes that fit a video; the others (batch, fine-tune, assistants, evals) name features we lack.
+PURPOSES = ("user_data", "vision")
+CHUNK_BYTES = 1 << 20
+MAX_LIST_LIMIT = 10_000
+
+
+async def strict_form(request: Request) -> None:
+    """400 naming the field for a multipart field the route does not declare or one sent twice (FastAPI would
+    silently ignore the one and keep only one of the other). Declared fields come from the route itself, so a
+    form field added to a route is accepted without touching this check."""
+    route = request.scope["route"]
+    declared = {param.alias for param in get_flat_dependant(route.dependant).body_params}
+    counts = Counter(name for name, _ in (await request.form()).multi_items())
+    for name, count in counts.items():
+        if name not in declared:
+            expected = ", ".join(sorted(declared))
+            raise APIError(400, f"Unknown form field {name[:64]!r}; this endpoint takes: {expected}.", name[:64])
+        if count > 1:
+            raise APIError(400, f"The form field {name!r} was sent {count} times; send it once.", name)
 
 
 async def read_upload(upload: UploadFile, max_bytes: int, param: str) -> bytes:
@@ -30,30 +55,72 @@ async def read_upload(upload: UploadFile, max_bytes: int, param: str) -> bytes:
     return data
 
 
-@router.post("/v1/files", response_model=FileObject)
+async def store_upload(raw_request: Request, upload: UploadFile, purpose: str) -> StoredFile:
+    """Stream ``upload`` into the store (hashed on the way, no lock held), check that it is a video, keep it."""
+    state = raw_request.app.state
+    chunks = iter(functools.partial(upload.file.read, CHUNK_BYTES), b"")
+    pending = await asyncio.to_thread(state.files.receive, chunks, state.settings.max_video_bytes, "file")
+    try:
+        info = await state.preparer.probe(pending.path, "file")
+        facts = VideoFacts(
+            num_frames=info.num_frames, fps=info.fps, duration_s=info.duration_s, width=info.width, height=info.height
+        )
+        owner = file_owner(raw_request)
+        filename = upload.filename or "upload"
+        stored = await asyncio.to_thread(state.files.commit, pending, filename, purpose, owner, facts.model_dump())
+    finally:
+        pending.discard()
+    UPLOAD_BYTES.labels("upload").inc(stored.bytes)
+    return stored
+
+
+router = APIRouter()
+
+
+@router.post("/v1/files", response_model=FileObject, dependencies=[Depends(strict_form)])
 async def create_file(
     raw_request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()] = "user_data"
 ) -> FileObject:
     """Store a video for later chat requests; 415 when it is not a decodable video."""
-    state = raw_request.app.state
-    data = await read_upload(file, state.settings.max_video_bytes, "file")
-    await state.preparer.probe(data, "file")
-    owner = file_owner(raw_request)
-    stored = await asyncio.to_thread(state.files.add, data, file.filename or "upload", purpose[:64], owner)
-    UPLOAD_BYTES.labels("upload").inc(len(data))
+    if purpose not in PURPOSES:
+        raise APIError(
+            400, f"purpose must be one of {', '.join(PURPOSES)} for a video, not {purpose[:64]!r}.", "purpose"
+        )
+    stored = await store_upload(raw_request, file, purpose)
     return FileObject(**stored.public())
 
 
 @router.get("/v1/files", response_model=FileList)
-async def list_files(raw_request: Request) -> FileList:
-    files = await asyncio.to_thread(raw_request.app.state.files.list, file_owner(raw_request))
-    return FileList(data=[FileObject(**f.public()) for f in files])
+async def list_files(
+    raw_request: Request,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = MAX_LIST_LIMIT,
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    purpose: Annotated[str | None, Query(max_length=64)] = None,
+) -> FileList:
+    """The caller's files, newest first by default, one page of ``limit`` after the id ``after``."""
+    owner = file_owner(raw_request)
+    listing = functools.partial(
+        raw_request.app.state.files.list, owner, purpose=purpose, order=order, after=after, limit=limit
+    )
+    files, has_more = await asyncio.to_thread(listing)
+    data = [FileObject(**f.public()) for f in files]
+    return FileList(
+        data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more
+    )
 
 
 @router.get("/v1/files/{file_id}", response_model=FileObject)
 async def retrieve_file(file_id: str, raw_request: Request) -> FileObject:
     stored = await asyncio.to_thread(raw_request.app.state.files.get, file_id, file_owner(raw_request))
     return FileObject(**stored.public())
+
+
+@router.get("/v1/files/{file_id}/content", response_class=FileResponse)
+async def file_content(file_id: str, raw_request: Request) -> FileResponse:
+    """The uploaded bytes, streamed from disk (the owner's files only)."""
+    stored, path = await asyncio.to_thread(raw_request.app.state.files.path, file_id, file_owner(raw_request))
+    return FileResponse(path, media_type="application/octet-stream", filename=stored.filename)
 
 
 @router.delete("/v1/files/{file_id}", response_model=FileDeleted)

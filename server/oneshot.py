@@ -1,7 +1,8 @@
 """``POST /v1/video/chat``: one multipart request with a video and a question, for curl users.
 
 ``curl -F video=@room.mp4 -F question="How many chairs?" URL`` gets the same answer as the equivalent chat
-completion; ``-F stream=true`` streams SSE; sampling fields are form fields too.
+completion; ``-F stream=true`` streams SSE; sampling fields are form fields too. A field the route does not take,
+or one sent twice, is a 400 naming it (a typo such as ``num_frame`` must not silently fall back to defaults).
 """
 
 from __future__ import annotations
@@ -9,21 +10,21 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from vllm.entrypoints.serve.utils.api_utils import with_cancellation
 
 from sampling.cache import content_hash
 from server.chat import ERROR_RESPONSES, answer, require_live_engine
 from server.connector import PREPARED_VIDEOS
 from server.errors import APIError
-from server.files_api import read_upload
+from server.files_api import read_upload, strict_form
 from server.metrics import UPLOAD_BYTES
 from server.protocol import SpatialChatCompletionRequest, VideoSampling
 
 router = APIRouter()
 
 
-@router.post("/v1/video/chat", responses=ERROR_RESPONSES)
+@router.post("/v1/video/chat", responses=ERROR_RESPONSES, dependencies=[Depends(strict_form)])
 @with_cancellation
 async def video_chat(
     raw_request: Request,

@@ -28,8 +28,19 @@ class SpatialChatCompletionRequest(ChatCompletionRequest):
     video_sampling: VideoSampling | None = None
 
 
+class VideoFacts(BaseModel):
+    """What an uploaded video is, as decoded (our extension of OpenAI's file object, field ``video``), so a
+    client knows before asking, e.g. that a 5-frame clip can be sampled at ``video_sampling.num_frames`` <= 4."""
+
+    num_frames: int
+    fps: float
+    duration_s: float
+    width: int
+    height: int
+
+
 class FileObject(BaseModel):
-    """OpenAI's file object."""
+    """OpenAI's file object, plus ``video``."""
 
     id: str
     object: Literal["file"] = "file"
@@ -39,11 +50,17 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: str = "processed"
+    video: VideoFacts | None = None
 
 
 class FileList(BaseModel):
+    """One page of OpenAI's cursor-paginated list: pass ``last_id`` as ``after`` while ``has_more``."""
+
     object: Literal["list"] = "list"
     data: list[FileObject]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
 
 
 class FileDeleted(BaseModel):

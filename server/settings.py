@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from server.file_store import default_uploads_dir
+
 Strategy = Literal["uniform", "space_aware"]
 
 MiB = 1 << 20
@@ -42,15 +44,16 @@ class ServerSettings:
     fetch_max_redirects: int = 3
     allow_private_urls: bool = False
     # uploads
-    uploads_dir: Path = field(default_factory=lambda: Path(".cache/uploads"))
+    uploads_dir: Path = field(default_factory=default_uploads_dir)  # $XDG_STATE_HOME/spatial-mllm-serve/uploads
     upload_ttl_s: float = 24 * 3600.0
-    uploads_quota_bytes: int = 20 * GiB
+    uploads_quota_bytes: int = 20 * GiB  # all keys together
     max_videos_per_request: int = 2
     # admission control
     requests_per_minute_per_key: int = 0  # 0: no per-key quota
     max_concurrent_requests: int = 64
     retry_after_s: int = 2
     media_workers: int = 4
+    uploads_quota_bytes_per_key: int = 5 * GiB  # each API key's own uploads
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_num_frames <= self.max_num_frames:

@@ -19,7 +19,8 @@ from typing import Literal
 import numpy as np
 
 from sampling.cache import SamplingCache
-from sampling.decode import open_video
+from sampling.decode import VideoInfo, open_video
+from sampling.errors import VideoTooShortError
 from sampling.limits import DecodeLimits
 from sampling.uniform import UniformSpec, resize_frames, resized_size, sample_uniform
 from server.connector import PreparedVideo
@@ -104,6 +105,9 @@ class VideoPreparer:
             # the server is too busy or the file too slow to decode: retryable, not the client's fault alone
             message = f"Preparing the video took longer than {limit:g} s; the server may be busy."
             raise APIError(503, message, param, retry_after=self.settings.retry_after_s) from exc
+        except VideoTooShortError as exc:  # say which request field asks for fewer frames
+            message = f"{exc} The frame count is video_sampling.num_frames (num_frames on /v1/video/chat)."
+            raise APIError(400, message, "video_sampling.num_frames") from exc
         self.cache.store(key, video)
         return video
 
@@ -137,20 +141,22 @@ class VideoPreparer:
         SAMPLING_SECONDS.labels(spec.strategy).observe(time.perf_counter() - started)
         return PreparedVideo(frames, metadata, key)
 
-    async def probe(self, data: bytes, param: str) -> None:
-        """Raise the typed error when ``data`` is not a decodable video within the limits."""
+    async def probe(self, source: bytes | Path, param: str) -> VideoInfo:
+        """What the video is; the typed error when ``source`` (bytes or a path) is not a decodable video within
+        the limits."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.settings.decode_timeout_s):
-                await loop.run_in_executor(self.pool, self._probe_sync, data)
+                return await loop.run_in_executor(self.pool, self._probe_sync, source)
         except TimeoutError as exc:
             raise APIError(
                 503, "Probing the video took too long.", param, retry_after=self.settings.retry_after_s
             ) from exc
 
-    def _probe_sync(self, data: bytes) -> None:
-        with open_video(data, self.limits) as video:
+    def _probe_sync(self, source: bytes | Path) -> VideoInfo:
+        with open_video(source, self.limits) as video:
             video.frames([0])
+            return video.info
 
     def _space_aware_indices(self, video, spec: SamplingSpec) -> list[int]:
         from sampling.space_aware import space_aware_indices
