@@ -202,7 +202,46 @@ CASES: list[tuple[str, int, Callable]] = [
         401,
         lambda live, m: _post(live, _chat(_b64(m["good"])), headers={"Authorization": "Bearer nope"}),
     ),
-    ("upload of a text file", 415, lambda live, m: _upload(live, "/v1/files", "file", m["text"], {"purpose": "x"})),
+    (
+        "upload of a text file",
+        415,
+        lambda live, m: _upload(live, "/v1/files", "file", m["text"], {"purpose": "user_data"}),
+    ),
+    (
+        "upload for a purpose a video cannot serve",
+        400,
+        lambda live, m: _upload(live, "/v1/files", "file", m["good"], {"purpose": "fine-tune"}),
+    ),
+    (
+        "upload with an unknown form field",
+        400,
+        lambda live, m: _upload(live, "/v1/files", "file", m["good"], {"purpose": "user_data", "purpse": "x"}),
+    ),
+    (
+        "upload with the purpose sent twice",
+        400,
+        lambda live, m: _upload(live, "/v1/files", "file", m["good"], {"purpose": ["user_data", "vision"]}),
+    ),
+    (
+        "content of an unknown file",
+        404,
+        lambda live, m: httpx.get(f"{live.base}/v1/files/file-{'ab' * 16}/content", headers=live.headers, timeout=30),
+    ),
+    (
+        "file list page size over 10000",
+        422,
+        lambda live, m: httpx.get(f"{live.base}/v1/files", params={"limit": 10001}, headers=live.headers, timeout=30),
+    ),
+    (
+        "one-shot with a misspelt sampling field",
+        400,
+        lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], {"question": "hi", "num_frame": "4"}),
+    ),
+    (
+        "one-shot with the question sent twice",
+        400,
+        lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], {"question": ["a", "b"]}),
+    ),
     ("upload over the byte cap", 413, lambda live, m: _upload(live, "/v1/files", "file", m["oversized"])),
     ("empty upload", 400, lambda live, m: _upload(live, "/v1/files", "file", b"")),
     (
