@@ -195,8 +195,7 @@ def frame_count(range_frames: int, video_fps: float, spec: UniformSpec) -> int:
     most = _floor_by(range_frames, FRAME_FACTOR)
     instead = f"ask for at most {most} frames or send a longer video" if most else "send a longer video"
     raise VideoTooShortError(
-        f"The video has {range_frames} frame(s) in the sampled range but {max(n, FRAME_FACTOR)} are needed; "
-        f"{instead}."
+        f"The video has {range_frames} frame(s) in the sampled range but {max(n, FRAME_FACTOR)} are needed; {instead}."
     )
 
 

@@ -3,12 +3,11 @@ left behind."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hashlib
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
