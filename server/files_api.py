@@ -87,6 +87,7 @@ async def create_file(
             400, f"purpose must be one of {', '.join(PURPOSES)} for a video, not {purpose[:64]!r}.", "purpose"
         )
     stored = await store_upload(raw_request, file, purpose)
+    # optional steps on the stored upload (e.g. starting to sample its frames) go here, given ``stored``
     return FileObject(**stored.public())
 
 

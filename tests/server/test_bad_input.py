@@ -80,6 +80,20 @@ def _upload(live, path: str, field: str, data: bytes, form: dict | None = None) 
     )
 
 
+def _upload_good(form: dict) -> Callable:
+    """A case: the good video uploaded to the Files API with ``form``."""
+    return lambda live, m: _upload(live, "/v1/files", "file", m["good"], form)
+
+
+def _ask_good(form: dict) -> Callable:
+    """A case: the good video sent to the one-shot route with ``form``."""
+    return lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], form)
+
+
+def _get(path: str, **params) -> Callable:
+    return lambda live, m: httpx.get(f"{live.base}{path}", params=params, headers=live.headers, timeout=30)
+
+
 def _raw(live, body: bytes, headers: dict | None = None) -> httpx.Response:
     return httpx.post(
         f"{live.base}/v1/chat/completions",
@@ -207,41 +221,13 @@ CASES: list[tuple[str, int, Callable]] = [
         415,
         lambda live, m: _upload(live, "/v1/files", "file", m["text"], {"purpose": "user_data"}),
     ),
-    (
-        "upload for a purpose a video cannot serve",
-        400,
-        lambda live, m: _upload(live, "/v1/files", "file", m["good"], {"purpose": "fine-tune"}),
-    ),
-    (
-        "upload with an unknown form field",
-        400,
-        lambda live, m: _upload(live, "/v1/files", "file", m["good"], {"purpose": "user_data", "purpse": "x"}),
-    ),
-    (
-        "upload with the purpose sent twice",
-        400,
-        lambda live, m: _upload(live, "/v1/files", "file", m["good"], {"purpose": ["user_data", "vision"]}),
-    ),
-    (
-        "content of an unknown file",
-        404,
-        lambda live, m: httpx.get(f"{live.base}/v1/files/file-{'ab' * 16}/content", headers=live.headers, timeout=30),
-    ),
-    (
-        "file list page size over 10000",
-        422,
-        lambda live, m: httpx.get(f"{live.base}/v1/files", params={"limit": 10001}, headers=live.headers, timeout=30),
-    ),
-    (
-        "one-shot with a misspelt sampling field",
-        400,
-        lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], {"question": "hi", "num_frame": "4"}),
-    ),
-    (
-        "one-shot with the question sent twice",
-        400,
-        lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], {"question": ["a", "b"]}),
-    ),
+    ("upload for a purpose a video cannot serve", 400, _upload_good({"purpose": "fine-tune"})),
+    ("upload with an unknown form field", 400, _upload_good({"purpose": "user_data", "purpse": "x"})),
+    ("upload with the purpose sent twice", 400, _upload_good({"purpose": ["user_data", "vision"]})),
+    ("content of an unknown file", 404, _get(f"/v1/files/file-{'ab' * 16}/content")),
+    ("file list page size over 10000", 422, _get("/v1/files", limit=10001)),
+    ("one-shot with a misspelt sampling field", 400, _ask_good({"question": "hi", "num_frame": "4"})),
+    ("one-shot with the question sent twice", 400, _ask_good({"question": ["a", "b"]})),
     ("upload over the byte cap", 413, lambda live, m: _upload(live, "/v1/files", "file", m["oversized"])),
     ("empty upload", 400, lambda live, m: _upload(live, "/v1/files", "file", b"")),
     (
