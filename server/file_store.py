@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 
 from server.errors import APIError
 
@@ -224,13 +224,13 @@ class FileStore:
             raise APIError(404, message, "file_id")
         raise APIError(404, f"No such file: {file_id[:64]!r}.", "file_id")
 
-    def path(self, file_id: str, owner: str = "") -> tuple[StoredFile, Path]:
-        """The record and the blob's path (for streaming it out)."""
+    def open(self, file_id: str, owner: str = "") -> tuple[StoredFile, BinaryIO]:
+        """The record and the blob opened for reading (open, so a delete meanwhile cannot cut a download short)."""
         stored = self.get(file_id, owner)
-        blob = self._paths(file_id)[0]
-        if not blob.is_file():
-            raise APIError(404, f"No such file: {file_id!r}.", "file_id")
-        return stored, blob
+        try:
+            return stored, self._paths(file_id)[0].open("rb")
+        except FileNotFoundError as exc:
+            raise APIError(404, f"No such file: {file_id!r}.", "file_id") from exc
 
     def read(self, file_id: str, owner: str = "") -> tuple[StoredFile, bytes]:
         stored = self.get(file_id, owner)

@@ -13,10 +13,12 @@ import asyncio
 import functools
 from collections import Counter
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.dependencies.utils import get_flat_dependant
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from server.errors import APIError
 from server.file_store import StoredFile
@@ -117,11 +119,18 @@ async def retrieve_file(file_id: str, raw_request: Request) -> FileObject:
     return FileObject(**stored.public())
 
 
-@router.get("/v1/files/{file_id}/content", response_class=FileResponse)
-async def file_content(file_id: str, raw_request: Request) -> FileResponse:
+@router.get("/v1/files/{file_id}/content", response_class=StreamingResponse)
+async def file_content(file_id: str, raw_request: Request) -> StreamingResponse:
     """The uploaded bytes, streamed from disk (the owner's files only)."""
-    stored, path = await asyncio.to_thread(raw_request.app.state.files.path, file_id, file_owner(raw_request))
-    return FileResponse(path, media_type="application/octet-stream", filename=stored.filename)
+    stored, handle = await asyncio.to_thread(raw_request.app.state.files.open, file_id, file_owner(raw_request))
+    headers = {
+        "Content-Length": str(stored.bytes),
+        "Content-Disposition": f"attachment; filename*=utf-8''{quote(stored.filename)}",
+    }
+    chunks = iter(functools.partial(handle.read, CHUNK_BYTES), b"")  # read in a worker thread by Starlette
+    return StreamingResponse(
+        chunks, media_type="application/octet-stream", headers=headers, background=BackgroundTask(handle.close)
+    )
 
 
 @router.delete("/v1/files/{file_id}", response_model=FileDeleted)
