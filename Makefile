@@ -48,8 +48,9 @@ tiny: setup
 	$(PY) -m model_plugin.tiny .cache/tiny-spatial-mllm
 
 # The server with the built-in tiny model on CPU; prints a ready-to-paste curl line once the engine is up.
+DEMO_PORT ?= 8000
 demo: setup
-	$(PY) -m server --demo --host 127.0.0.1 --port 8000
+	$(PY) -m server --demo --host 127.0.0.1 --port $(DEMO_PORT)
 
 # The reference (transformers) model answering one question about a generated video, no server.
 reference-demo: setup

@@ -19,11 +19,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings as hypothesis_settings
 from media import encode_mp4
 from processes import free_port, stop, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(os.environ.get("SPATIAL_MLLM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
+
+
+# Property tests run the same examples on every machine and keep no example database between runs: a red CI
+# must reproduce on a developer's machine, and a green one must not depend on what an earlier run found.
+hypothesis_settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.load_profile("deterministic")
+
+# Fixtures that start a vLLM engine or a live server. A test that uses one (directly or through another fixture)
+# is marked ``engine`` automatically, so ``pytest -m "not engine"`` never starts an engine.
+ENGINE_FIXTURES = frozenset({"server", "live", "llm", "vllm_server"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not item.get_closest_marker("engine"):
+            item.add_marker(pytest.mark.engine)
 
 
 def fixture_path(*parts: str) -> Path:

@@ -8,6 +8,7 @@ orchestrator restarts the container.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 from pathlib import Path
@@ -31,6 +32,11 @@ def _engine_core(pid: int) -> psutil.Process:
     raise AssertionError("no EngineCore process under the server")
 
 
+async def _engine_running(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    return sum(float(v) for v in re.findall(r"^vllm:num_requests_running\{[^}]*\} (\S+)$", text, re.M))
+
+
 @pytest.mark.engine
 def test_engine_death_gives_clean_503s_and_unhealthy(tiny_checkpoint: Path, tmp_path: Path, room_video: Path) -> None:
     with start_server(tiny_checkpoint, tmp_path, env={"VLLM_KEEP_ALIVE_ON_ENGINE_DEATH": "1"}) as (srv, _):
@@ -50,13 +56,14 @@ def test_engine_death_gives_clean_503s_and_unhealthy(tiny_checkpoint: Path, tmp_
 
         async def scenario() -> httpx.Response:
             request = asyncio.create_task(in_flight())
-            await asyncio.sleep(3)  # decoding done, generation under way
+            async with httpx.AsyncClient(base_url=srv.base, timeout=30) as probe:
+                while await _engine_running(probe) < 1:  # generation under way (the request has 3000 tokens to go)
+                    assert not request.done(), request.result().text
+                    await asyncio.sleep(0.1)
             _engine_core(srv.process.pid).send_signal(signal.SIGKILL)
             return await request
 
-        started = time.monotonic()
         response = asyncio.run(scenario())
-        assert time.monotonic() - started < 60
         assert response.status_code == 503, response.text
         assert response.json()["error"]["type"] == "ServiceUnavailableError"
         assert int(response.headers["retry-after"]) >= 1

@@ -1,7 +1,10 @@
 """Load on the live server: many concurrent streaming requests with a video, half of the clients leaving
 mid-stream. The bounded admission answers the excess at once with 503 + Retry-After, every accepted request
-completes (or is aborted when its client left), nothing answers 5xx otherwise, the engine ends idle and the
-API process's memory returns to where it was.
+completes (or is aborted when its client left), nothing answers 5xx otherwise, and the engine ends idle.
+
+Shedding is checked deterministically: the server's admission limit (8 in the test server) is first filled with
+long streams that are held open, so the next request must be refused whatever the machine's speed.
+Memory under load is a benchmark's business, not a test's.
 
 CI runs a bounded version (``LOAD_REQUESTS``, default 60); ``SPATIAL_MLLM_LOAD_REQUESTS=200`` is the full run.
 """
@@ -9,6 +12,7 @@ CI runs a bounded version (``LOAD_REQUESTS``, default 60); ``SPATIAL_MLLM_LOAD_R
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -19,13 +23,7 @@ import pytest
 
 pytestmark = pytest.mark.engine
 LOAD_REQUESTS = int(os.environ.get("SPATIAL_MLLM_LOAD_REQUESTS", "60"))
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+ADMISSION_LIMIT = 8  # --max-concurrent-requests of the test server (tests/conftest.py)
 
 
 def _engine_busy(base: str) -> float:
@@ -61,7 +59,26 @@ def test_concurrent_streams_with_disconnects(live, room_video: Path) -> None:
     content = [{"type": "file", "file": {"file_id": upload.json()["id"]}}, {"type": "text", "text": "Count chairs."}]
     body = {"model": "spatial-mllm-tiny", "messages": [{"role": "user", "content": content}], "stream": True}
     body |= {"max_tokens": 48, "temperature": 1.0, "ignore_eos": True}
-    rss_before = _rss_mib(live.process.pid)
+
+    async def shed_when_full(client: httpx.AsyncClient) -> httpx.Response:
+        """Hold ADMISSION_LIMIT streams open (their headers arrived: admitted), then one more must get 503."""
+        held_body = {**body, "max_tokens": 2000}
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(ADMISSION_LIMIT):
+                response = await stack.enter_async_context(
+                    client.stream("POST", "/v1/chat/completions", json=held_body)
+                )
+                assert response.status_code == 200  # admitted; it stays in flight until its stream ends
+            return await client.post("/v1/chat/completions", json={**body, "stream": False, "max_tokens": 2})
+
+    async def full() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=live.base, headers=live.headers, timeout=300) as client:
+            return await shed_when_full(client)
+
+    refused = asyncio.run(full())
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == 503
 
     async def run() -> list[tuple[int, str | None, bool]]:
         limits = httpx.Limits(max_connections=LOAD_REQUESTS)
@@ -77,7 +94,7 @@ def test_concurrent_streams_with_disconnects(live, room_video: Path) -> None:
     print(f"{LOAD_REQUESTS} requests in {elapsed:.1f} s: {len(accepted)} accepted, {len(shed)} shed with 503")
 
     assert set(statuses) <= {200, 503}, statuses
-    assert shed and all(retry is not None and int(retry) >= 1 for _, retry in shed)
+    assert all(retry is not None and int(retry) >= 1 for _, retry in shed)
     assert accepted
     assert all(done for done, left in accepted if not left)  # every client that stayed got [DONE]
 
@@ -85,7 +102,6 @@ def test_concurrent_streams_with_disconnects(live, room_video: Path) -> None:
     while _engine_busy(live.base) > 0:
         assert time.monotonic() < deadline, "engine still has requests of clients that left"
         time.sleep(0.5)
-    assert _rss_mib(live.process.pid) < rss_before * 1.15 + 64
     follow_up = httpx.post(
         f"{live.base}/v1/chat/completions",
         json={**body, "stream": False, "max_tokens": 2},

@@ -1,0 +1,173 @@
+"""Every command the README shows works when pasted: extracted from README.md, not copied into the test.
+
+* ``make demo`` is started as written (on a free port, ``HOME`` in a temporary folder so the demo's cache is
+  fresh); the README's curl line, the curl line the demo prints when ready, and the README's Python SDK snippet
+  then run against it exactly as written except for the port.
+* Commands with placeholders (``OUT_DIR``, ``URL``, ``{a,b}``, ``[--opt]``) are templates: each flag they show
+  must be one the program's ``--help`` lists.
+* A few commands cannot run on a CPU machine without the Hugging Face hub; they are listed here with the reason,
+  and a README command that is neither run, checked nor listed fails the test.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from processes import free_port, stop, wait_until_ready
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+README = (REPO_ROOT / "README.md").read_text()
+PROGRAMS = ("make ", "curl ", "python -m ", "spatial-mllm-serve", "vllm ")
+PLACEHOLDER = re.compile(r"(?<!\$)\b[A-Z][A-Z0-9_]{1,}\b|\{[^}]*,[^}]*\}|\[[^\]]*\]|\.\.\.")
+# Commands that need what CI lacks, with the reason; everything else must be run or checked here.
+NOT_HERE = {
+    "make test": "CI's own command (.ci/run calls it)",
+    "make bench": "takes ~15 min; tests/bench/test_report.py runs its quick form",
+    "Diankun/": "downloads a real checkpoint from the Hugging Face hub and needs a GPU",
+    "vllm serve": "the GPU wheel's command; the CPU wheel's `vllm` exits early (README, known issue)",
+}
+
+
+def fenced_blocks(text: str) -> Iterator[tuple[str, str]]:
+    """(language, body) of each fenced code block."""
+    for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S):
+        yield match.group(1), match.group(2)
+
+
+def command_lines(text: str) -> list[str]:
+    """Shell commands shown anywhere: lines of shell blocks (backslash continuations joined) and inline spans."""
+    found: list[str] = []
+    for language, body in fenced_blocks(text):
+        if language in ("", "bash", "sh", "shell", "console"):
+            for line in re.sub(r"\\\n\s*", " ", body).splitlines():
+                line = line.split("  #")[0].strip()
+                if line.startswith(PROGRAMS):
+                    found.append(line)
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    for span in re.findall(r"`([^`\n]+)`", re.sub(r"`\s*\n\s*", "` ", prose.replace("\n", " "))):
+        if span.startswith(PROGRAMS):
+            found.append(span.strip())
+    return found
+
+
+def python_snippets(text: str) -> list[str]:
+    return [body for language, body in fenced_blocks(text) if language == "python"]
+
+
+def help_program(command: str) -> list[str] | None:
+    """The program part of a template command (``python -m bench.vsibench run``), or None when not a program."""
+    words = command.split()
+    if words[:2] == ["python", "-m"]:
+        program = [sys.executable, "-m", words[2]]
+        program += [w for w in words[3:4] if re.fullmatch(r"[a-z][a-z_-]*", w)]  # a subcommand
+        return program
+    if words[0] == "spatial-mllm-serve":
+        return [sys.executable, "-m", "server"]
+    return None
+
+
+@functools.cache
+def help_text(program: tuple[str, ...]) -> str:
+    shown = subprocess.run([*program, "--help"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    return shown.stdout
+
+
+def not_here(command: str) -> str | None:
+    return next((why for key, why in NOT_HERE.items() if key in command), None)
+
+
+def checked_by_help() -> list[str]:
+    """Program invocations (templates or not): their flags are checked against the program's ``--help``."""
+    return [c for c in command_lines(README) if not not_here(c) and help_program(c) is not None]
+
+
+@pytest.mark.parametrize("command", sorted(set(checked_by_help())))
+def test_shown_flags_exist(command: str) -> None:
+    program = help_program(command)
+    assert program is not None
+    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", command))
+    missing = sorted(f for f in flags if f not in help_text(tuple(program)))
+    assert not missing, f"`{command}` shows flags that `--help` does not list: {missing}"
+
+
+def test_every_command_is_run_checked_or_listed() -> None:
+    run_here = ("make demo", "curl ")  # run against the demo below
+    unhandled = [
+        c for c in command_lines(README) if not (not_here(c) or c.startswith(run_here) or help_program(c) is not None)
+    ]
+    assert not unhandled, f"README commands this test neither runs nor checks: {unhandled}"
+    placeholders = [c for c in command_lines(README) if c.startswith(run_here) and PLACEHOLDER.search(c)]
+    assert not placeholders, f"commands meant to be pasted carry placeholders: {placeholders}"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, Path]]:
+    """``make demo`` as the README says, on a free port; yields (port, HOME, log)."""
+    home = tmp_path_factory.mktemp("home")
+    port = free_port()
+    log = home / "demo.log"
+    env = {**os.environ, "HOME": str(home), "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env.pop("SPATIAL_MLLM_CACHE", None)
+    # `-o .venv/.synced`: the environment is already set up (this test runs inside it); make must not re-sync it
+    command = ["make", "--no-print-directory", "-o", ".venv/.synced", "demo", f"DEMO_PORT={port}"]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", process, log, 420)
+        yield port, home, log
+    finally:
+        stop(process)
+
+
+def _at_port(text: str, port: int) -> str:
+    return text.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("localhost:8000", f"localhost:{port}")
+
+
+def _run_shell(command: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home)}
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300, env=env, cwd=home)
+
+
+def _assert_answer(result: subprocess.CompletedProcess[str], command: str) -> None:
+    assert result.returncode == 0, f"`{command}` failed: {result.stderr[-2000:]}"
+    assert '"choices"' in result.stdout and '"error"' not in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.engine
+def test_readme_curl_lines_answer(demo: tuple[int, Path, Path]) -> None:
+    port, home, _ = demo
+    curls = [c for c in command_lines(README) if c.startswith("curl ") and not not_here(c)]
+    assert curls, "the README shows no curl line for the demo"
+    for command in curls:
+        _assert_answer(_run_shell(_at_port(command, port), home), command)
+
+
+@pytest.mark.engine
+def test_the_printed_curl_line_answers(demo: tuple[int, Path, Path]) -> None:
+    _, home, log = demo
+    printed = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("curl ")]
+    assert printed, log.read_text()[-3000:]
+    _assert_answer(_run_shell(printed[-1], home), printed[-1])
+
+
+@pytest.mark.engine
+def test_readme_python_snippets_run(demo: tuple[int, Path, Path]) -> None:
+    port, home, _ = demo
+    snippets = [s for s in python_snippets(README) if "OpenAI(" in s]
+    assert snippets, "the README shows no openai SDK snippet"
+    for snippet in snippets:
+        code = _at_port(snippet, port) + "\nprint(reply.choices[0].message.content is not None)\n"
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=home,
+            env={**os.environ, "HOME": str(home)},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip().endswith("True")
