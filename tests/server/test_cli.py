@@ -47,5 +47,5 @@ def test_command_line_beats_environment() -> None:
 
 def test_settings_refuse_inconsistent_caps() -> None:
     args = build_parser(environ={}).parse_args(["--default-num-frames", "80", "--max-num-frames", "64"])
-    with pytest.raises(ValueError, match="default frame count"):
+    with pytest.raises(ValueError, match="--default-num-frames 80 must be within 1..--max-num-frames"):
         settings_from_args(args)
