@@ -45,7 +45,8 @@ def _option_kwargs(name: str, info: typing.Any) -> dict[str, typing.Any]:
     """argparse arguments for one settings field: its type, choices and one line of help."""
     hint = info.annotation
     shown = "" if info.default is None or hint is bool else " (default: %(default)s)"
-    kwargs: dict[str, typing.Any] = {"default": info.default, "help": info.description + shown}
+    description = info.description or name.replace("_", " ")
+    kwargs: dict[str, typing.Any] = {"default": info.default, "help": description + shown}
     args = typing.get_args(hint)
     if hint is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
