@@ -118,6 +118,9 @@ def wire_resources(app: FastAPI, args: Namespace, settings: ServerSettings) -> N
 def add_our_middleware(app: FastAPI, settings: ServerSettings) -> None:
     """Our middleware, outside vLLM's. ``add_middleware`` puts each outside the ones before, so the order below
     is innermost first: admission control, API keys, body cap, request id (outermost)."""
+    # vLLM's SageMaker bootstrap (in build_app) builds the middleware stack early, and Starlette refuses
+    # add_middleware once it is built; it builds the stack again on the first request when it is None.
+    app.middleware_stack = None
     app.add_middleware(Admission, max_in_flight=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s)
     app.add_middleware(APIKeys, keys=settings.api_keys, per_minute=settings.requests_per_minute_per_key)
     app.add_middleware(BodyLimit, max_bytes=settings.max_video_bytes * 4 // 3 + (1 << 20))

@@ -75,10 +75,13 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(status, message)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """Malformed JSON is a 400; well-formed JSON that breaks the schema is a 422 naming the field."""
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    if errors and isinstance(errors[0], str):  # vLLM's own checks raise plain messages (e.g. the content type)
+        json_body = request.headers.get("content-type", "").lower().startswith("application/json")
+        return error_response(400 if json_body else 415, errors[0][:500])
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(400, "The request body is not valid JSON.")
     first = errors[0] if errors else {}

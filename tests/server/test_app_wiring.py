@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import vllm.envs as envs
 from fastapi import FastAPI
+from vllm.entrypoints.launchers.app import build_app
 from vllm.exceptions import VLLMValidationError
 from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY
 
 from server.app import add_our_middleware, wire_resources
+from server.cli import build_parser
 from server.connector import PreparedVideo
 from server.errors import install_error_handlers
 from server.settings import ServerSettings
@@ -58,11 +60,12 @@ def test_resources_close_with_the_lifespan(tmp_path: Path) -> None:
 
 
 def test_our_middleware_wraps_every_answer(tmp_path: Path) -> None:
-    app = FastAPI()
+    args = build_parser(environ={}).parse_args(["--model", str(tmp_path)])
+    app = build_app(args, ("generate",), None)  # vLLM's app, as build_server_app starts from
     install_error_handlers(app)
 
-    @app.post("/v1/chat/completions")
-    async def chat() -> dict[str, str]:
+    @app.post("/v1/probe")
+    async def probe() -> dict[str, str]:
         return {"ok": "yes"}
 
     add_our_middleware(app, ServerSettings(api_keys=("k",), max_video_bytes=3 << 20))
@@ -72,14 +75,17 @@ def test_our_middleware_wraps_every_answer(tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             key = {"Authorization": "Bearer k"}
             return [
-                await client.post("/v1/chat/completions"),  # no key: 401 from APIKeys
-                await client.post("/v1/chat/completions", headers=key, content=b"x" * (6 << 20)),  # over the cap
-                await client.get("/v1/chat/completions", headers=key),  # wrong method
-                await client.post("/v1/chat/completions", headers=key),
+                await client.post("/v1/probe"),  # no key: 401 from APIKeys
+                await client.post("/v1/probe", headers=key, content=b"x" * (6 << 20)),  # over the cap
+                await client.get("/v1/probe", headers=key),  # wrong method
+                await client.post("/v1/probe", headers=key, json={}),
+                # vLLM's own route checks the content type before anything needs an engine
+                await client.post("/v1/chat/completions", headers=key, content=b"{}"),
             ]
 
     responses = asyncio.run(run())
-    assert [r.status_code for r in responses] == [401, 413, 405, 200]
+    assert [r.status_code for r in responses] == [401, 413, 405, 200, 415], responses[3].text
     # the request id is the outermost layer: even a refused request carries one
     assert all(r.headers.get("x-request-id") for r in responses)
     assert responses[2].json()["error"]["type"] == "MethodNotAllowedError"
+    assert responses[4].json()["error"]["type"] == "UnsupportedMediaTypeError"
