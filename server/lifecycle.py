@@ -3,9 +3,8 @@
 vLLM's engine runs in child processes (``EngineCore`` and its worker). Python's default SIGTERM kills only this
 process and leaves them orphaned with the model in memory; its SIGINT becomes an exception that the blocked
 start-up only sees tens of seconds later, and then unwinds through three processes' tracebacks. So from the
-first line of ``main`` on, both signals run :func:`_stop_now`: one log line, children stopped (killed if they
-do not stop within a few seconds), exit. Once the server serves, vLLM's ``serve_http`` installs its own
-handlers, which drain requests and shut the engine down gracefully.
+first line of ``main`` on, both signals run :func:`_stop_now`: one log line, children killed, exit. Once the
+server serves, vLLM's ``serve_http`` installs its own handlers, which drain requests and stop the engine.
 """
 
 from __future__ import annotations
@@ -18,13 +17,16 @@ from types import FrameType
 import psutil
 
 CHILD_STOP_TIMEOUT_S = 5.0
+TRACKER_WARNINGS = "ignore:resource_tracker:UserWarning"
 
 
 def stop_children(timeout_s: float = CHILD_STOP_TIMEOUT_S) -> None:
-    """Stop every descendant of this process: SIGTERM, then SIGKILL for those still there after ``timeout_s``.
+    """Kill every descendant of this process and wait until they are gone.
 
-    Python's multiprocessing resource tracker is left alone: it ignores SIGTERM by design and exits by itself
-    (after releasing what it tracks) as soon as this process is gone.
+    During start-up the engine holds nothing worth a graceful stop, and a SIGTERM makes each engine process print
+    its own traceback of the interrupted start-up; SIGKILL ends them at once and silently (the OS frees their
+    memory, GPU memory included). Python's multiprocessing resource tracker is left alone: it exits by itself,
+    after unlinking the shared memory the killed processes registered, as soon as this process is gone.
     """
     children = []
     for child in psutil.Process().children(recursive=True):
@@ -35,16 +37,10 @@ def stop_children(timeout_s: float = CHILD_STOP_TIMEOUT_S) -> None:
             continue
     for child in children:
         try:
-            child.terminate()
-        except psutil.Error:
-            continue
-    _, alive = psutil.wait_procs(children, timeout=timeout_s)
-    for child in alive:
-        try:
             child.kill()
         except psutil.Error:
             continue
-    psutil.wait_procs(alive, timeout=timeout_s)
+    psutil.wait_procs(children, timeout=timeout_s)
 
 
 def _stop_now(signum: int, _: FrameType | None) -> None:
@@ -58,3 +54,14 @@ def exit_on_signals() -> None:
     """From now until vLLM's server installs its own handlers, SIGINT/SIGTERM end this process tree at once."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stop_now)
+    quiet_resource_tracker()
+
+
+def quiet_resource_tracker() -> None:
+    """No "leaked semaphore / shared_memory objects" warnings when the server stops.
+
+    vLLM's engine processes register shared memory with Python's resource tracker and, when they are stopped,
+    leave it to the tracker to unlink; the tracker does, and warns each time. The warning is not for operators:
+    the tracker is started later (by the first engine process), and takes its warning filters from ours.
+    """
+    sys.warnoptions.append(TRACKER_WARNINGS)
