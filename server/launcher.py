@@ -137,9 +137,21 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
         print(f"spatial-mllm-serve on {listen_address} stopped", flush=True)
 
 
-def configure_logs(access_log: bool) -> None:
-    """Our log lines on stdout beside vLLM's: one JSON line per request (``--disable-uvicorn-access-log`` drops
-    those, as it drops uvicorn's in ``vllm serve``) and our warnings."""
+class _SkipPaths(logging.Filter):
+    """Drops access lines of the paths named by ``--disable-access-log-for-endpoints``."""
+
+    def __init__(self, paths: set[str]) -> None:
+        super().__init__()
+        self.paths = paths
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return json.loads(record.getMessage()).get("path") not in self.paths
+
+
+def configure_logs(args: Namespace) -> None:
+    """Our log lines on stdout beside vLLM's: our warnings, and one JSON line per request in place of uvicorn's
+    access line, with uvicorn's switches (``--disable-uvicorn-access-log``, ``--disable-access-log-for-endpoints``).
+    """
     ours = logging.getLogger("spatial_mllm_serve")
     if not ours.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -147,7 +159,10 @@ def configure_logs(access_log: bool) -> None:
         ours.addHandler(handler)
         ours.setLevel(logging.INFO)
         ours.propagate = False
-    logging.getLogger("spatial_mllm_serve.access").disabled = not access_log
+    access = logging.getLogger("spatial_mllm_serve.access")
+    access.disabled = args.disable_uvicorn_access_log
+    if args.disable_access_log_for_endpoints:
+        access.addFilter(_SkipPaths({path.strip() for path in args.disable_access_log_for_endpoints.split(",")}))
 
 
 def serve(argv: Sequence[str], parse_args: ParseArgs) -> None:
@@ -164,5 +179,5 @@ def serve(argv: Sequence[str], parse_args: ParseArgs) -> None:
         validate_parsed_serve_args(args)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
-    configure_logs(access_log=not args.disable_uvicorn_access_log)
+    configure_logs(args)
     uvloop.run(run_server(args, settings))
