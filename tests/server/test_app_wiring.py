@@ -21,6 +21,7 @@ from server.app import add_our_middleware, wire_resources
 from server.cli import build_parser
 from server.connector import PreparedVideo
 from server.errors import install_error_handlers
+from server.launcher import ready_banner
 from server.settings import ServerSettings
 
 
@@ -89,3 +90,12 @@ def test_our_middleware_wraps_every_answer(tmp_path: Path) -> None:
     assert all(r.headers.get("x-request-id") for r in responses)
     assert responses[2].json()["error"]["type"] == "MethodNotAllowedError"
     assert responses[4].json()["error"]["type"] == "UnsupportedMediaTypeError"
+
+
+def test_ready_line_never_prints_a_key_and_fails_clearly_without_one() -> None:
+    args = Namespace(served_model_name=["m"], model="ckpt", sample_video=Path("/tmp/room.mp4"))
+    line = ready_banner("http://0.0.0.0:8000", args, ServerSettings(api_keys=("secret-key",)))
+    assert "secret-key" not in line
+    assert '"Authorization: Bearer ${API_KEY:?' in line  # the shell names what to set instead of sending no key
+    assert "http://127.0.0.1:8000/v1/video/chat" in line and "video=@/tmp/room.mp4" in line
+    assert "Authorization" not in ready_banner("http://0.0.0.0:8000", args, ServerSettings())
