@@ -1,9 +1,9 @@
 """The FastAPI application: vLLM's OpenAI server (models, health, metrics, chat serving) with our routes
 for video in front of it.
 
-vLLM builds the app and its state (``build_app`` + ``init_app_state``); we replace its
-``/v1/chat/completions`` route by ours (same handler behind it, video handling in front), add the Files API,
-the one-shot multipart route and our middleware, and keep everything else of vLLM's as it is.
+vLLM builds the app and its state (``build_app`` + ``init_app_state``); we keep the vLLM routes this product
+serves, add ours (``/v1/chat/completions`` with video handling in front of vLLM's handler, the Files API, the
+one-shot multipart route), and wire our resources (:func:`wire_resources`) and middleware.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ import asyncio
 import contextlib
 import logging
 from argparse import Namespace
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from starlette.middleware import Middleware
 from vllm.engine.protocol import EngineClient
 from vllm.entrypoints.launchers.api_server.app_state import init_app_state
 from vllm.entrypoints.launchers.app import build_app
 
 from server import chat, files_api, oneshot
+from server.connector import PreparedVideoStore, install_media_connector
 from server.errors import install_error_handlers
 from server.file_store import FileStore
 from server.media import MediaResolver
@@ -64,56 +65,78 @@ async def _sweep_uploads(files: FileStore) -> None:
             LOG.exception("sweeping expired uploads failed; retrying in %s s", SWEEP_INTERVAL_S)
 
 
-@contextlib.asynccontextmanager
-async def server_resources(app: FastAPI, settings: ServerSettings) -> AsyncIterator[None]:
-    """Our long-lived objects: HTTP client for URLs, worker pool, upload sweeper; closed on shutdown."""
-    sweeper = asyncio.create_task(_sweep_uploads(app.state.files))
-    try:
-        yield
-    finally:
-        sweeper.cancel()
-        await app.state.http.aclose()
-        app.state.preparer.shutdown()
+def keep_product_routes(app: FastAPI) -> None:
+    """Drop vLLM's routes that are not part of this product (see :data:`VLLM_ROUTES_KEPT`).
 
-
-async def build_server_app(engine_client: EngineClient, args: Namespace, settings: ServerSettings) -> FastAPI:
-    """vLLM's app for ``engine_client`` with our routes, state, error handlers and middleware."""
-    supported_tasks = await engine_client.get_supported_tasks()
-    app = build_app(args, supported_tasks, engine_client.model_config)
-    await init_app_state(engine_client, app.state, args, supported_tasks)
-
+    vLLM registers its routers inside ``build_app`` with no way to pick them, so they are removed afterwards.
+    """
     app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) in VLLM_ROUTES_KEPT]
-    for module in (chat, files_api, oneshot):
-        app.include_router(module.router)
-    install_error_handlers(app)
 
-    state = app.state
-    state.settings = settings
-    state.served_model_name = (args.served_model_name or [args.model])[0]
-    state.max_videos_per_request = settings.max_videos_per_request
-    state.files = FileStore.configured(settings)
-    state.preparer = VideoPreparer(settings, geometry_source(args.model, settings))
-    # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
-    state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)
-    state.media = MediaResolver(settings, state.files, state.preparer, state.http)
 
+def add_lifespan(app: FastAPI, resources: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]) -> None:
+    """Run ``resources`` inside vLLM's lifespan: FastAPI takes a single lifespan, so ours wraps vLLM's."""
     vllm_lifespan = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with vllm_lifespan(app_), server_resources(app_, settings):
+        async with vllm_lifespan(app_), resources(app_):
             yield
 
     app.router.lifespan_context = lifespan
 
-    # vLLM's app has already built its middleware stack, so ours is inserted directly and the stack rebuilt on
-    # the next request. Outermost first: request id, body cap, API keys, admission control.
-    ours = [
-        Middleware(RequestContext),
-        Middleware(BodyLimit, max_bytes=settings.max_video_bytes * 4 // 3 + (1 << 20)),
-        Middleware(APIKeys, keys=settings.api_keys, per_minute=settings.requests_per_minute_per_key),
-        Middleware(Admission, max_in_flight=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s),
-    ]
-    app.user_middleware[0:0] = ours
+
+def wire_resources(app: FastAPI, args: Namespace, settings: ServerSettings) -> None:
+    """Every long-lived object of our layer, created here, kept on ``app.state``, closed when the app stops.
+
+    The one place to add a resource: create it below and close it in ``resources``.
+    """
+    state = app.state
+    state.settings = settings
+    state.served_model_name = (args.served_model_name or [args.model])[0]
+    state.max_videos_per_request = settings.max_videos_per_request
+    state.prepared_videos = PreparedVideoStore()
+    install_media_connector(state.prepared_videos)
+    state.files = FileStore.configured(settings)
+    state.preparer = VideoPreparer(settings, geometry_source(args.model, settings))
+    # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
+    state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)
+    state.media = MediaResolver(settings, state.files, state.preparer, state.http, state.prepared_videos)
+
+    @contextlib.asynccontextmanager
+    async def resources(app_: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_uploads(state.files))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            await state.http.aclose()
+            state.preparer.shutdown()
+
+    add_lifespan(app, resources)
+
+
+def add_our_middleware(app: FastAPI, settings: ServerSettings) -> None:
+    """Our middleware, outside vLLM's. ``add_middleware`` puts each outside the ones before, so the order below
+    is innermost first: admission control, API keys, body cap, request id (outermost)."""
+    # vLLM's SageMaker bootstrap (in build_app) builds the middleware stack early, and Starlette refuses
+    # add_middleware once it is built; it builds the stack again on the first request when it is None.
     app.middleware_stack = None
+    app.add_middleware(Admission, max_in_flight=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s)
+    app.add_middleware(APIKeys, keys=settings.api_keys, per_minute=settings.requests_per_minute_per_key)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_video_bytes * 4 // 3 + (1 << 20))
+    app.add_middleware(RequestContext)
+
+
+async def build_server_app(engine_client: EngineClient, args: Namespace, settings: ServerSettings) -> FastAPI:
+    """vLLM's app for ``engine_client`` with our routes, state, resources, error handlers and middleware."""
+    supported_tasks = await engine_client.get_supported_tasks()
+    app = build_app(args, supported_tasks, engine_client.model_config)
+    await init_app_state(engine_client, app.state, args, supported_tasks)
+    app.title, app.version = "spatial-mllm-serve", version("spatial-mllm-serve")  # for /docs and /openapi.json
+    keep_product_routes(app)
+    for module in (chat, files_api, oneshot):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    wire_resources(app, args, settings)
+    add_our_middleware(app, settings)
     return app

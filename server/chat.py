@@ -18,7 +18,6 @@ from vllm.entrypoints.serve.utils.api_utils import with_cancellation
 from vllm.entrypoints.serve.utils.sse_keep_alive import with_sse_keep_alive
 from vllm.v1.engine.exceptions import EngineDeadError
 
-from server.connector import PREPARED_VIDEOS
 from server.errors import APIError
 from server.middleware import file_owner
 from server.protocol import SpatialChatCompletionRequest
@@ -55,7 +54,6 @@ async def serve_chat(request: SpatialChatCompletionRequest, raw_request: Request
 
 
 ENGINE_DOWN = "The model engine is not running; retry shortly (or on another replica)."
-ENGINE_DEAD_MESSAGE = str(EngineDeadError())
 
 
 def require_live_engine(raw_request: Request) -> None:
@@ -73,9 +71,9 @@ async def answer(request: SpatialChatCompletionRequest, raw_request: Request, pr
     except EngineDeadError as exc:  # the engine died mid-request: the server is unavailable, not broken
         raise engine_down from exc
     finally:
-        PREPARED_VIDEOS.release(prepared)  # rendering (which reads the frames) is done once this returns
+        state.prepared_videos.release(prepared)  # rendering (which reads the frames) is done once this returns
     if isinstance(result, ErrorResponse):
-        if result.error.code >= 500 and (result.error.message == ENGINE_DEAD_MESSAGE or state.engine_client.errored):
+        if result.error.code >= 500 and state.engine_client.errored:
             raise engine_down
         return JSONResponse(result.model_dump(), status_code=result.error.code)
     if isinstance(result, ChatCompletionResponse):

@@ -1,140 +1,231 @@
-"""``spatial-mllm-serve``: vLLM's serve options plus ours, every one also settable from the environment.
+"""``spatial-mllm-serve``: our options (from :class:`server.settings.ServerSettings`) plus vLLM's serve options.
 
-The parser is vLLM's own (``make_arg_parser``), so every engine option (``--tensor-parallel-size``, ``--dtype``,
-``--max-model-len``, ``--gpu-memory-utilization``...) passes straight through; our options are added from the
-fields of :class:`server.settings.ServerSettings`. Any option ``--foo-bar`` may instead come from the
-environment variable ``SPATIAL_MLLM_FOO_BAR`` (command line wins); list options take commas.
-``--api-key`` is vLLM's flag, but keys are checked by our middleware so a 401 has OpenAI's error shape.
+Start-up happens in two steps so mistakes are answered at once: a small parser that needs no vLLM import reads
+our options and the few engine options worth checking early (``--model``, ``--host``, ``--port``) and
+:mod:`server.preflight` refuses what cannot work; only then is vLLM imported (about 20 s) and the command line
+parsed by vLLM's own parser (``make_arg_parser``) with our options added, so every engine option passes through.
+
+Any option ``--foo-bar`` may instead come from the environment variable ``SPATIAL_MLLM_FOO_BAR`` (the command
+line wins); options taking several values take commas. ``--api-key`` is vLLM's flag, but keys are checked by our
+middleware so a 401 has OpenAI's error shape.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
 import os
 import sys
+import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from server.settings import ServerSettings
+from pydantic import ValidationError
 
+from server.preflight import ConfigError, check_engine_options, check_front
+from server.settings import ServerSettings, option_name
+
+PROG = "spatial-mllm-serve"
 ENV_PREFIX = "SPATIAL_MLLM_"
-OUR_GROUP = "spatial-mllm-serve"
+# SPATIAL_MLLM_* variables the project uses for other things than options
+NOT_OPTIONS = {"SPATIAL_MLLM_CACHE", "SPATIAL_MLLM_FIXTURES"}
 TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+OUR_GROUP = PROG
+EPILOG = f"""\
+Every option --foo-bar can also be set as {ENV_PREFIX}FOO_BAR (the command line wins; commas separate values).
+Engine options (--dtype, --max-model-len, --tensor-parallel-size, --gpu-memory-utilization...) are vLLM's:
+  {PROG} --help=all            all of them
+  {PROG} --help=<word>         those whose name contains <word>, or one option group
+(both load vLLM first, about 20 s)."""
+USAGE = f"{PROG} (--model CHECKPOINT_OR_HF_ID | --demo) [options]"
 
 
-def _add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """One option per ServerSettings field (except api_keys, which reuses vLLM's ``--api-key``)."""
+def _option_kwargs(name: str, info: typing.Any) -> dict[str, typing.Any]:
+    """argparse arguments for one settings field: its type, choices and one line of help."""
+    hint = info.annotation
+    default = info.get_default(call_default_factory=True)
+    shown = "" if default is None or hint is bool else " (default: %(default)s)"
+    description = info.description or name.replace("_", " ")
+    kwargs: dict[str, typing.Any] = {"default": default, "help": description + shown}
+    args = typing.get_args(hint)
+    if hint is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(hint) is typing.Literal:
+        kwargs["choices"] = args
+    elif isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        kwargs["type"] = next(arg for arg in args if arg is not type(None))
+    else:
+        kwargs["type"] = hint
+    if kwargs.get("type") is Path:
+        kwargs["metavar"] = "PATH"
+    elif "type" in kwargs:
+        kwargs["metavar"] = kwargs["type"].__name__.upper()
+    return kwargs
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """One option per ServerSettings field (except api_keys, which comes from vLLM's ``--api-key``), and ``--demo``."""
     group = parser.add_argument_group(OUR_GROUP, "video handling, caps, uploads and admission control")
-    hints = typing.get_type_hints(ServerSettings)
-    for item in dataclasses.fields(ServerSettings):
-        if item.name == "api_keys":
+    group.add_argument("--demo", action="store_true", help="serve the built-in tiny random-weight model, on CPU")
+    for name, info in ServerSettings.model_fields.items():
+        if name != "api_keys":
+            group.add_argument(option_name(name), **_option_kwargs(name, info))
+
+
+def _variable(flag: str) -> str:
+    return ENV_PREFIX + flag[2:].upper().replace("-", "_")
+
+
+def _env_words(parser: argparse.ArgumentParser, flag: str, value: str) -> list[str]:
+    """The command-line words that say what ``value`` says for ``flag`` (none when there is no such option).
+
+    Only public argparse calls: parsing the bare flag tells whether it is a switch or takes values.
+    """
+    try:
+        rest = parser.parse_known_args([flag])[1]
+    except argparse.ArgumentError:  # the option needs a value
+        return [f"{flag}={value}"]
+    if flag in rest:
+        return []
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return [flag]
+    if word in FALSE_WORDS:
+        negative = "--no-" + flag[2:]
+        return [negative] if negative not in parser.parse_known_args([negative])[1] else []
+    raise ConfigError(f"{_variable(flag)}={value!r}: say true or false")
+
+
+def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """``SPATIAL_MLLM_<OPTION>`` variables become option defaults, so the command line still wins."""
+    baseline = vars(parser.parse_known_args([])[0])
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in NOT_OPTIONS:
             continue
-        flag = "--" + item.name.replace("_", "-")
-        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
-        hint = hints[item.name]
-        if hint is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif typing.get_origin(hint) is typing.Literal:
-            group.add_argument(flag, choices=typing.get_args(hint), default=default)
-        else:
-            kind = (
-                int
-                if hint is int
-                else float
-                if hint is float
-                else Path
-                if default is None or isinstance(default, Path)
-                else str
-            )
-            group.add_argument(flag, type=kind, default=default, help=f"default: {default}")
-    group.add_argument(
-        "--demo", action="store_true", help="build the tiny random-weight checkpoint and serve it on CPU"
+        value = environ[variable]
+        flag = "--" + variable.removeprefix(ENV_PREFIX).lower().replace("_", "-")
+        try:
+            parsed = vars(parser.parse_known_args(_env_words(parser, flag, value))[0])
+            changed = {dest: new for dest, new in parsed.items() if new != baseline.get(dest)}
+            if any(isinstance(new, list) for new in changed.values()) and "," in value:  # several values
+                parsed = vars(parser.parse_known_args([flag, *(part for part in value.split(",") if part)])[0])
+                changed = {dest: new for dest, new in parsed.items() if new != baseline.get(dest)}
+        except argparse.ArgumentError as exc:
+            raise ConfigError(f"{variable}={value!r}: {exc}") from exc
+        parser.set_defaults(**changed)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """One line per option where the terminal allows; the epilog keeps its own lines."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=36, width=120)
+
+
+def front_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """Our options and the engine options checked before vLLM loads; fast (no vLLM import), also ``--help``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        usage=USAGE,
+        description="OpenAI-compatible server for Spatial-MLLM on vLLM.",
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
+        exit_on_error=False,
     )
+    main = parser.add_argument_group("model and address (vLLM options, checked before the engine starts)")
+    main.add_argument("--model", default=None, help="checkpoint folder or Hugging Face id of a Spatial-MLLM model")
+    main.add_argument("--host", default=None, help="address to listen on (default: all)")
+    main.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    main.add_argument("--api-key", nargs="+", default=None, help="accepted API keys (default: none, no key check)")
+    add_settings_options(parser)
+    apply_environment(parser, os.environ if environ is None else environ)
+    return parser
 
 
-def _apply_environment(parser: argparse.ArgumentParser, environ: typing.Mapping[str, str]) -> None:
-    """Turn ``SPATIAL_MLLM_<DEST>`` variables into option defaults (argparse converts them with the option's type)."""
-    for action in parser._actions:
-        if not action.option_strings and action.dest != "model_tag":
-            continue
-        value = environ.get(ENV_PREFIX + action.dest.upper())
-        if value is None:
-            continue
-        if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):
-            parser.set_defaults(**{action.dest: value.strip().lower() in TRUE_WORDS})
-        elif action.nargs in ("+", "*") or isinstance(action.default, list):
-            convert = action.type if callable(action.type) else str
-            parser.set_defaults(**{action.dest: [convert(part) for part in value.split(",") if part]})
-        else:
-            parser.set_defaults(**{action.dest: action.type(value) if callable(action.type) else value})
-
-
-def build_parser(environ: typing.Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """vLLM's serve parser with our options added and environment defaults applied."""
     from vllm.entrypoints.launchers.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    parser = make_arg_parser(FlexibleArgumentParser(prog="spatial-mllm-serve", description=__doc__))
-    _add_settings_options(parser)
+    parser = make_arg_parser(FlexibleArgumentParser(prog=PROG, usage=USAGE, description=__doc__, exit_on_error=False))
+    add_settings_options(parser)
     # OpenAI's usage reports cached prompt tokens; users re-asking about one video should see the cache work.
     # CORS is off unless the operator names origins. vLLM's processor cache is off: its API-side mirror of the
     # engine's cache drifts when a request fails between preprocessing and the engine (e.g. bad sampling
     # parameters), and the next request with the same video then fails with a 500 (seen in vLLM 0.32). Our
     # sampling cache already skips decoding, and vLLM's encoder and prefix caches still hit.
-    parser.set_defaults(enable_prompt_tokens_details=True, allowed_origins=[], mm_processor_cache_gb=0)
-    _apply_environment(parser, os.environ if environ is None else environ)
+    # No default model: vLLM's (a text-only model) is never what a user of this server wants.
+    parser.set_defaults(enable_prompt_tokens_details=True, allowed_origins=[], mm_processor_cache_gb=0, model=None)
+    apply_environment(parser, os.environ if environ is None else environ)
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """Our settings from parsed options; API keys move out of vLLM's hands into ours."""
-    values = {
-        item.name: getattr(args, item.name) for item in dataclasses.fields(ServerSettings) if item.name != "api_keys"
-    }
-    keys = tuple(key for key in (args.api_key or []) if key)
-    if not keys and os.environ.get("VLLM_API_KEY"):
-        keys = (os.environ["VLLM_API_KEY"],)
-    os.environ.pop("VLLM_API_KEY", None)  # else vLLM would add its own key check, with another error shape
-    args.api_key = None  # our middleware checks keys, with OpenAI-shaped 401s
-    return ServerSettings(api_keys=keys, **values)
+    values = {name: getattr(args, name) for name in ServerSettings.model_fields if hasattr(args, name)}
+    values["api_keys"] = tuple(key for key in (getattr(args, "api_key", None) or []) if key)
+    args.api_key = None  # our middleware checks keys, with OpenAI-shaped 401s; vLLM must not add its own check
+    try:
+        return ServerSettings(**values)
+    except ValidationError as exc:
+        raise ConfigError(
+            "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors(include_url=False))
+        ) from exc
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, ServerSettings]:
-    """Parse the command line into vLLM's namespace and our settings."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[argparse.Namespace, ServerSettings]:
+    """Parse the command line with vLLM's parser into vLLM's namespace and our settings."""
+    parser = build_parser(environ)
+    try:
+        args = parser.parse_args(list(argv))
+    except argparse.ArgumentError as exc:
+        raise ConfigError(str(exc)) from exc
     if args.model_tag is not None:
         args.model = args.model_tag
+    settings = settings_from_args(args)
+    check_engine_options(args, environ)
     args.sample_video = None
     if args.demo:
         from server.demo import apply_demo
 
         args.sample_video = apply_demo(args, parser)
-    settings = settings_from_args(args)
     return args, settings
 
 
+def early_checks(argv: Sequence[str], environ: Mapping[str, str]) -> None:
+    """What can be refused before vLLM is imported: model, address, our caps."""
+    try:
+        front, rest = front_parser(environ).parse_known_args(list(argv))
+    except argparse.ArgumentError as exc:
+        raise ConfigError(str(exc)) from exc
+    settings_from_args(front)
+    # a word that is no option may be a positional model (vLLM's ``serve MODEL``): leave the model check to later
+    positional_model = any(not word.startswith("-") for word in rest)
+    check_front(front, positional_model, environ)
+
+
+def wants_our_help(argv: Sequence[str]) -> bool:
+    return any(word in ("-h", "--help") for word in argv)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point."""
-    import uvloop
-    from vllm.entrypoints.launchers.cli_args import validate_parsed_serve_args
-    from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
-    from vllm.logger import configure_logging_from_args
+    """Console entry point: refuse mistakes in one line, else serve until a signal."""
+    from server.lifecycle import exit_on_signals
 
-    from server.launcher import run_server
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_our_help(argv):
+        front_parser().print_help()
+        return
+    exit_on_signals()  # from here on any SIGINT/SIGTERM ends the whole process tree at once
+    try:
+        if not any(word.startswith("--help=") for word in argv):
+            early_checks(argv, os.environ)
+        from server.launcher import serve
 
-    cli_env_setup()
-    args, settings = parse_args(argv)
-    configure_logging_from_args(args)
-    access = logging.getLogger("spatial_mllm_serve")
-    if not access.handlers:  # one JSON line per request on stdout, beside vLLM's own log
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(handler)
-        access.setLevel(logging.INFO)
-        access.propagate = False
-    validate_parsed_serve_args(args)
-    uvloop.run(run_server(args, settings))
+        serve(argv, parse_args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

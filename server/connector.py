@@ -1,10 +1,11 @@
 """Hands videos our routes already decoded and sampled to vLLM's chat renderer, without a second decode.
 
-vLLM loads the media of a chat message through a pluggable "media connector" (``VLLM_MEDIA_CONNECTOR``). Ours
-registers as ``spatial-mllm``: a ``video_url`` of the form ``spatial-mllm-prepared://<token>`` resolves to the
-frames and metadata our route stored under that one-time token, wrapped with the sampling key as the bytes
-vLLM hashes for its caches, so the same video sampled the same way hits vLLM's processor and encoder caches.
-Any other video URL is refused here: every client video must have gone through our limits and sampling.
+vLLM loads the media of a chat message through a pluggable "media connector". Ours, bound to one app's
+:class:`PreparedVideoStore` by :func:`install_media_connector`, resolves a ``video_url`` of the form
+``spatial-mllm-prepared://<token>`` to the frames and metadata our route stored under that one-time token,
+wrapped with the sampling key as the bytes vLLM hashes for its caches, so the same video sampled the same way
+hits vLLM's processor and encoder caches. Any other video URL is refused here: every client video must have
+gone through our limits and sampling.
 Images keep vLLM's own loading (our route checks their URLs first).
 """
 
@@ -16,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import vllm.envs as envs
 from vllm.exceptions import VLLMValidationError
 from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY, MediaConnector
 from vllm.multimodal.media.base import MediaWithBytes
 
-CONNECTOR_NAME = "spatial-mllm"
 PREPARED_SCHEME = "spatial-mllm-prepared://"
 
 
@@ -60,15 +61,13 @@ class PreparedVideoStore:
             return len(self._items)
 
 
-PREPARED_VIDEOS = PreparedVideoStore()
-
-
-@MEDIA_CONNECTOR_REGISTRY.register(CONNECTOR_NAME)
 class PreparedVideoConnector(MediaConnector):
-    """vLLM's connector, except that videos come from :data:`PREPARED_VIDEOS` only."""
+    """vLLM's connector, except that videos come from :attr:`store` only (set by :func:`install_media_connector`)."""
+
+    store: PreparedVideoStore
 
     def _prepared(self, video_url: str) -> MediaWithBytes:
-        video = PREPARED_VIDEOS.get(video_url) if video_url.startswith(PREPARED_SCHEME) else None
+        video = self.store.get(video_url) if video_url.startswith(PREPARED_SCHEME) else None
         if video is None:
             raise VLLMValidationError("video_url parts must be data:, http(s) or file-id URLs", parameter="video_url")
         return MediaWithBytes((video.frames, video.metadata), video.key.encode())
@@ -92,3 +91,14 @@ class PreparedVideoConnector(MediaConnector):
     async def fetch_image_async(self, image_url: str, **kwargs: Any) -> Any:
         self._inline_only(image_url)
         return await super().fetch_image_async(image_url, **kwargs)
+
+
+def install_media_connector(store: PreparedVideoStore) -> None:
+    """Make vLLM's chat renderer in this process load media through our connector, reading from ``store``.
+
+    vLLM picks its media connector by one process-wide name (``VLLM_MEDIA_CONNECTOR``, "http" unless set) and
+    has no per-app hook, so the class registered under that name is replaced by ours, bound to ``store``. This
+    is the one place where we change a vLLM object; one process serves one app, so the last app wired wins.
+    """
+    bound = type("BoundPreparedVideoConnector", (PreparedVideoConnector,), {"store": store})
+    MEDIA_CONNECTOR_REGISTRY.register(envs.VLLM_MEDIA_CONNECTOR)(bound)

@@ -45,13 +45,16 @@ def apply_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Pat
 
     model_dir = DEMO_ROOT / "demo-model"
     if not (model_dir / "config.json").exists():
+        print(f"--demo: building the tiny random-weight Spatial-MLLM checkpoint in {model_dir} (once)", flush=True)
         write_tiny_checkpoint(model_dir, seed=0)
     video = DEMO_ROOT / "demo-room.mp4"
     if not video.exists():
+        print(f"--demo: writing a sample video to {video} (once)", flush=True)
         write_sample_video(video)
     args.model = str(model_dir)
     if args.served_model_name is None:
         args.served_model_name = [DEMO_MODEL_NAME]
+    print(f"--demo: serving {model_dir} on CPU as {args.served_model_name[0]!r} (random weights)", flush=True)
     for dest, value in CPU_ENGINE_DEFAULTS.items():
         if getattr(args, dest) == parser.get_default(dest):
             setattr(args, dest, value)

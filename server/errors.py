@@ -7,8 +7,6 @@ server answered. ``code`` is the HTTP status, as vLLM writes it.
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,15 +18,25 @@ from sampling.errors import VideoError
 ERROR_TYPES = {
     400: "BadRequestError",
     401: "AuthenticationError",
+    403: "PermissionDeniedError",
     404: "NotFoundError",
+    405: "MethodNotAllowedError",
+    409: "ConflictError",
     413: "RequestTooLargeError",
     415: "UnsupportedMediaTypeError",
     422: "UnprocessableEntityError",
     429: "RateLimitError",
+    500: "InternalServerError",
+    502: "BadGatewayError",
     503: "ServiceUnavailableError",
     504: "GatewayTimeoutError",
     507: "InsufficientStorageError",
 }
+
+
+def error_type(status: int) -> str:
+    """OpenAI's ``type`` for a status: a name like OpenAI's error classes, never a bare HTTP phrase."""
+    return ERROR_TYPES.get(status) or ("InternalServerError" if status >= 500 else "BadRequestError")
 
 
 class APIError(Exception):
@@ -44,11 +52,7 @@ class APIError(Exception):
 
 def error_response(status: int, message: str, param: str | None = None, retry_after: int | None = None) -> JSONResponse:
     """The JSON response for one error, in OpenAI's shape."""
-    body = ErrorResponse(
-        error=ErrorInfo(
-            message=message, type=ERROR_TYPES.get(status, HTTPStatus(status).phrase), param=param, code=status
-        )
-    )
+    body = ErrorResponse(error=ErrorInfo(message=message, type=error_type(status), param=param, code=status))
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -71,10 +75,13 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(status, message)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """Malformed JSON is a 400; well-formed JSON that breaks the schema is a 422 naming the field."""
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    if errors and isinstance(errors[0], str):  # vLLM's own checks raise plain messages (e.g. the content type)
+        json_body = request.headers.get("content-type", "").lower().startswith("application/json")
+        return error_response(400 if json_body else 415, errors[0][:500])
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(400, "The request body is not valid JSON.")
     first = errors[0] if errors else {}

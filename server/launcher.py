@@ -1,30 +1,43 @@
 """Process lifecycle: bind the port, answer 503 while the engine loads, then serve the real app.
 
+vLLM's own entry (``run_server_worker`` / ``build_and_serve``) builds vLLM's app and offers no hook to extend it,
+so this module does what it does, step for step, with our app: the same parser plugins, the same engine client,
+the same ``serve_http`` (signal handling, graceful drain, engine watchdog) with the same uvicorn options and log
+config. Engine flags without meaning here were refused by :mod:`server.preflight` before anything started.
+
 The port is bound first (as ``vllm serve`` does) and a small "starting" app answers on it at once, so health
 probes see 503 instead of hanging while weights load. When the engine is up, the starting server lets go of
-its duplicate of the socket and vLLM's ``serve_http`` (signal handling, graceful drain, engine watchdog)
-serves the full app on the original socket; connections arriving in between wait in the listen backlog.
+its duplicate of the socket and ``serve_http`` serves the full app on the original socket; connections arriving
+in between wait in the listen backlog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
+import sys
 import threading
 from argparse import Namespace
+from collections.abc import Callable, Mapping, Sequence
 
 import uvicorn
 import vllm.envs as envs
 from starlette.types import Receive, Scope, Send
 from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
 from vllm.entrypoints.launchers.launcher import serve_http, setup_server
+from vllm.entrypoints.launchers.utils.server_utils import get_uvicorn_log_config
+from vllm.reasoning import ReasoningParserManager
+from vllm.tool_parsers import ToolParserManager
 
 from server.app import build_server_app
-from server.connector import CONNECTOR_NAME
 from server.errors import error_response
+from server.preflight import ConfigError
 from server.settings import ServerSettings
+
+ParseArgs = Callable[[Sequence[str], Mapping[str, str]], tuple[Namespace, ServerSettings]]
 
 
 async def starting_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,11 +70,23 @@ def engine_defaults(args: Namespace, settings: ServerSettings) -> None:
         args.limit_mm_per_prompt = json.loads(args.limit_mm_per_prompt)
 
 
+def load_parser_plugins(args: Namespace) -> None:
+    """``--tool-parser-plugin`` and ``--reasoning-parser-plugin``, loaded as ``vllm serve`` loads them."""
+    if args.tool_parser_plugin:
+        ToolParserManager.import_tool_parser(args.tool_parser_plugin)
+    if args.reasoning_parser_plugin:
+        ReasoningParserManager.import_reasoning_parser(args.reasoning_parser_plugin)
+
+
 def ready_banner(listen_address: str, args: Namespace, settings: ServerSettings) -> str:
-    """The line to paste: a curl of the one-shot route with the demo's sample video (or your own)."""
+    """The line to paste: a curl of the one-shot route with the demo's sample video (or your own).
+
+    Keys are never printed; with keys the command reads one from ``$API_KEY`` and, when it is unset, the shell
+    says so instead of sending a request that can only get a 401.
+    """
     host = listen_address.replace("0.0.0.0", "127.0.0.1")
     video = getattr(args, "sample_video", None) or "room.mp4"
-    key = ' -H "Authorization: Bearer $API_KEY"' if settings.api_keys else ""
+    key = ' -H "Authorization: Bearer ${API_KEY:?set API_KEY to one of your API keys}"' if settings.api_keys else ""
     return (
         f"\nspatial-mllm-serve is ready on {listen_address} (model: {(args.served_model_name or [args.model])[0]}).\n"
         f"Try:\n  curl{key} -F video=@{video} -F question='How many chairs are in this room?' "
@@ -71,8 +96,9 @@ def ready_banner(listen_address: str, args: Namespace, settings: ServerSettings)
 
 async def run_server(args: Namespace, settings: ServerSettings) -> None:
     """Serve until SIGINT/SIGTERM."""
-    os.environ["VLLM_MEDIA_CONNECTOR"] = CONNECTOR_NAME  # videos reach vLLM only as our prepared frames
+    load_parser_plugins(args)
     engine_defaults(args, settings)
+    uvicorn_options = {"log_config": log_config} if (log_config := get_uvicorn_log_config(args)) else {}
     listen_address, sock = setup_server(args, reuse_port=False)
     # Engine start-up blocks this event loop, so the starting app gets a thread and an event loop of its own.
     gate = uvicorn.Server(uvicorn.Config(starting_app, log_level="warning", lifespan="on"))
@@ -92,7 +118,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
                 host=args.host,
                 port=args.port,
                 log_level=args.uvicorn_log_level,
-                access_log=not args.disable_uvicorn_access_log,
+                access_log=False,  # one line per request: ours (server.middleware.RequestContext), not uvicorn's too
                 timeout_keep_alive=envs.VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
                 ssl_keyfile=args.ssl_keyfile,
                 ssl_certfile=args.ssl_certfile,
@@ -101,6 +127,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
                 ssl_ciphers=args.ssl_ciphers,
                 h11_max_incomplete_event_size=args.h11_max_incomplete_event_size,
                 h11_max_header_count=args.h11_max_header_count,
+                **uvicorn_options,
             )
         await shutdown
     finally:
@@ -108,3 +135,49 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
         gate_thread.join(timeout=5)
         sock.close()
         print(f"spatial-mllm-serve on {listen_address} stopped", flush=True)
+
+
+class _SkipPaths(logging.Filter):
+    """Drops access lines of the paths named by ``--disable-access-log-for-endpoints``."""
+
+    def __init__(self, paths: set[str]) -> None:
+        super().__init__()
+        self.paths = paths
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return json.loads(record.getMessage()).get("path") not in self.paths
+
+
+def configure_logs(args: Namespace) -> None:
+    """Our log lines on stdout beside vLLM's: our warnings, and one JSON line per request in place of uvicorn's
+    access line, with uvicorn's switches (``--disable-uvicorn-access-log``, ``--disable-access-log-for-endpoints``).
+    """
+    ours = logging.getLogger("spatial_mllm_serve")
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+    access = logging.getLogger("spatial_mllm_serve.access")
+    access.disabled = args.disable_uvicorn_access_log
+    if args.disable_access_log_for_endpoints:
+        access.addFilter(_SkipPaths({path.strip() for path in args.disable_access_log_for_endpoints.split(",")}))
+
+
+def serve(argv: Sequence[str], parse_args: ParseArgs) -> None:
+    """Parse with vLLM's parser, check, and serve (``uvloop``, as ``vllm serve``)."""
+    import uvloop
+    from vllm.entrypoints.launchers.cli_args import validate_parsed_serve_args
+    from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
+    from vllm.logger import configure_logging_from_args
+
+    cli_env_setup()
+    args, settings = parse_args(argv, os.environ)
+    configure_logging_from_args(args)
+    try:
+        validate_parsed_serve_args(args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    configure_logs(args)
+    uvloop.run(run_server(args, settings))

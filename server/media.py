@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from sampling.cache import content_hash
-from server.connector import PREPARED_VIDEOS, PreparedVideo
+from server.connector import PreparedVideo, PreparedVideoStore
 from server.errors import APIError
 from server.fetch import FetchPolicy, fetch_bytes
 from server.file_store import FileStore
@@ -83,9 +83,15 @@ class MediaResolver:
     """Turns a request's media references into bytes, and video parts into prepared frames for vLLM."""
 
     def __init__(
-        self, settings: ServerSettings, files: FileStore, preparer: VideoPreparer, http: httpx.AsyncClient
+        self,
+        settings: ServerSettings,
+        files: FileStore,
+        preparer: VideoPreparer,
+        http: httpx.AsyncClient,
+        prepared: PreparedVideoStore,
     ) -> None:
         self.settings = settings
+        self.prepared = prepared
         self.files = files
         self.preparer = preparer
         self.http = http
@@ -197,7 +203,7 @@ class MediaResolver:
 
         # Tokens are taken only once every video is ready, so a failure or a client leaving mid-way pins nothing.
         videos_ready = await asyncio.gather(*(prepare(url, param) for _, url, param in videos))
-        prepared = [PREPARED_VIDEOS.put(video) for video in videos_ready]
+        prepared = [self.prepared.put(video) for video in videos_ready]
         for (part, _, _), ref in zip(videos, prepared, strict=True):
             part.clear()
             part.update({"type": "video_url", "video_url": {"url": ref}})

@@ -15,7 +15,6 @@ from vllm.entrypoints.serve.utils.api_utils import with_cancellation
 
 from sampling.cache import content_hash
 from server.chat import ERROR_RESPONSES, answer, require_live_engine
-from server.connector import PREPARED_VIDEOS
 from server.errors import APIError
 from server.files_api import read_upload, strict_form
 from server.metrics import UPLOAD_BYTES
@@ -46,7 +45,7 @@ async def video_chat(
     UPLOAD_BYTES.labels("oneshot").inc(len(data))
     spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps))
     digest = await asyncio.to_thread(content_hash, data)
-    prepared = PREPARED_VIDEOS.put(await state.preparer.prepare(data, digest, spec, "video"))
+    prepared = state.prepared_videos.put(await state.preparer.prepare(data, digest, spec, "video"))
     try:
         request = SpatialChatCompletionRequest(
             model=model or state.served_model_name,
@@ -65,6 +64,6 @@ async def video_chat(
             stream=stream,
         )
     except ValueError as exc:
-        PREPARED_VIDEOS.release([prepared])
+        state.prepared_videos.release([prepared])
         raise APIError(400, str(exc)) from exc
     return await answer(request, raw_request, [prepared])

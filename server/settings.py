@@ -1,15 +1,19 @@
 """The server's own settings (everything that is not a vLLM engine option), with the caps no request can exceed.
 
-They are filled from the command line (:mod:`server.cli`), where every option can also come from an environment
-variable. Caps are hard limits: a request may ask for less, never for more (vLLM CVE-2026-105758 was a
-per-request frame count nobody bounded).
+One typed object: every field is one command-line option ``--field-name`` (and the environment variable
+``SPATIAL_MLLM_FIELD_NAME``), with its description as the option's help (:mod:`server.cli`). Caps are hard
+limits: a request may ask for less, never for more (unbounded per-request video frames were vLLM's
+CVE-2026-34755 / GHSA-vxqj-p4gw-9h4c).
+
+Keep one field per line: several features add their own options here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server.file_store import default_uploads_dir
 
@@ -19,46 +23,63 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
-@dataclass(frozen=True)
-class ServerSettings:
+class ServerSettings(BaseModel):
     """Options of our layer; defaults suit one GPU node serving Spatial-MLLM-3B."""
 
-    api_keys: tuple[str, ...] = ()
-    # frame sampling: request defaults and hard caps
-    default_strategy: Strategy = "uniform"
-    default_num_frames: int = 16
-    max_num_frames: int = 64
-    min_pixels_per_frame: int = 128 * 28 * 28
-    max_pixels_per_frame: int = 768 * 28 * 28
-    max_total_pixels: int = int(128000 * 28 * 28 * 0.9)  # qwen-vl-utils' VIDEO_TOTAL_PIXELS default
-    max_video_bytes: int = 512 * MiB
-    max_video_duration_s: float = 3600.0
-    max_decoded_pixels: int = 128 * 1920 * 1080  # all decoded frames of one video, candidates included
-    space_aware_candidates: int = 128
-    space_aware_weights: Path | None = None  # None: the served checkpoint's spatial_encoder.vggt_model.*
-    space_aware_device: str = "auto"
-    sampling_cache_bytes: int = 2 * GiB  # prepared frames kept for repeated questions, by their size in memory
-    decode_timeout_s: float = 120.0
-    # URL fetching
-    fetch_timeout_s: float = 30.0
-    fetch_max_redirects: int = 3
-    allow_private_urls: bool = False
-    # uploads
-    uploads_dir: Path = field(default_factory=default_uploads_dir)  # $XDG_STATE_HOME/spatial-mllm-serve/uploads
-    upload_ttl_s: float = 24 * 3600.0
-    uploads_quota_bytes: int = 20 * GiB  # all keys together
-    max_videos_per_request: int = 2
-    # admission control
-    requests_per_minute_per_key: int = 0  # 0: no per-key quota
-    max_concurrent_requests: int = 64
-    retry_after_s: int = 2
-    media_workers: int = 4
-    uploads_quota_bytes_per_key: int = 5 * GiB  # each API key's own uploads
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def __post_init__(self) -> None:
+    api_keys: tuple[str, ...] = Field((), description="API keys (from vLLM's --api-key); empty: no key check")
+    # frame sampling: request defaults and hard caps
+    default_strategy: Strategy = Field("uniform", description="frame sampling when a request names none")
+    default_num_frames: int = Field(16, description="frames per video when a request names no count")
+    max_num_frames: int = Field(64, description="most frames a request may ask for per video")
+    min_pixels_per_frame: int = Field(128 * 28 * 28, description="smallest frame area (pixels) after resizing")
+    max_pixels_per_frame: int = Field(768 * 28 * 28, description="largest frame area (pixels) after resizing")
+    max_total_pixels: int = Field(int(128000 * 28 * 28 * 0.9), description="cap on all frames' pixels of one video")
+    max_video_bytes: int = Field(512 * MiB, description="largest video a request may bring, in bytes")
+    max_video_duration_s: float = Field(3600.0, description="longest video a request may bring, in seconds")
+    max_decoded_pixels: int = Field(128 * 1920 * 1080, description="cap on decoded pixels per video, candidates too")
+    space_aware_candidates: int = Field(128, description="frames decoded as candidates for space-aware selection")
+    space_aware_weights: Path | None = Field(None, description="VGGT weights for space-aware sampling (default: model)")
+    space_aware_device: str = Field("auto", description="device of the space-aware selector (auto, cpu, cuda...)")
+    sampling_cache_bytes: int = Field(2 * GiB, description="memory for prepared frames kept for repeated questions")
+    decode_timeout_s: float = Field(120.0, description="seconds one video may take to decode and sample")
+    # URL fetching
+    fetch_timeout_s: float = Field(30.0, description="seconds to fetch one media URL")
+    fetch_max_redirects: int = Field(3, description="redirects followed when fetching a media URL")
+    allow_private_urls: bool = Field(False, description="let media URLs point at private or loopback addresses")
+    # uploads
+    uploads_dir: Path = Field(
+        default_factory=default_uploads_dir,
+        description="where uploaded videos are kept (default: $XDG_STATE_HOME/spatial-mllm-serve/uploads)",
+    )
+    upload_ttl_s: float = Field(24 * 3600.0, description="seconds an upload is kept")
+    uploads_quota_bytes: int = Field(20 * GiB, description="total bytes of uploads kept at once, all keys together")
+    max_videos_per_request: int = Field(2, description="most videos in one request")
+    # admission control
+    requests_per_minute_per_key: int = Field(0, description="requests per minute per API key (0: no quota)")
+    max_concurrent_requests: int = Field(64, description="generation requests in flight; more get 503")
+    retry_after_s: int = Field(2, description="Retry-After seconds sent with 503 and 429 answers")
+    media_workers: int = Field(4, description="threads decoding and sampling videos")
+    uploads_quota_bytes_per_key: int = Field(5 * GiB, description="bytes of uploads one API key may keep")
+
+    @model_validator(mode="after")
+    def _consistent_caps(self) -> ServerSettings:
         if not 1 <= self.default_num_frames <= self.max_num_frames:
-            raise ValueError(f"default frame count {self.default_num_frames} must be within 1..{self.max_num_frames}")
+            raise ValueError(
+                f"--default-num-frames {self.default_num_frames} must be within 1..--max-num-frames "
+                f"({self.max_num_frames}): lower it or raise --max-num-frames"
+            )
         if self.min_pixels_per_frame > self.max_pixels_per_frame:
-            raise ValueError("min pixels per frame exceed max pixels per frame")
+            raise ValueError(
+                f"--min-pixels-per-frame {self.min_pixels_per_frame} exceeds --max-pixels-per-frame "
+                f"{self.max_pixels_per_frame}: lower the first or raise the second"
+            )
         if self.max_concurrent_requests < 1:
-            raise ValueError("max concurrent requests must be at least 1")
+            raise ValueError("--max-concurrent-requests must be at least 1")
+        return self
+
+
+def option_name(field: str) -> str:
+    """The command-line flag of a settings field."""
+    return "--" + field.replace("_", "-")
