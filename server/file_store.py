@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import re
 import secrets
 import shutil
@@ -35,13 +34,6 @@ if TYPE_CHECKING:  # settings import this module for the default directory
 
 FILE_ID = re.compile(r"^file-[0-9a-f]{32}$")
 MAX_REMEMBERED_EXPIRIES = 10_000  # expired ids whose owner still gets "expired" rather than "no such file"
-
-
-def default_uploads_dir() -> Path:
-    """Where a server keeps state (XDG): ``$XDG_STATE_HOME/spatial-mllm-serve/uploads``, by default under
-    ``~/.local/state``; never the working directory, which changes between runs."""
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "spatial-mllm-serve" / "uploads"
 
 
 @dataclass(frozen=True)

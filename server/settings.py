@@ -10,17 +10,23 @@ Keep one field per line: several features add their own options here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.file_store import default_uploads_dir
-
 Strategy = Literal["uniform", "space_aware"]
 
 MiB = 1 << 20
 GiB = 1 << 30
+
+
+def default_uploads_dir() -> Path:
+    """Where a server keeps state (XDG): ``$XDG_STATE_HOME/spatial-mllm-serve/uploads``, by default under
+    ``~/.local/state``; never the working directory, which changes between runs."""
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "spatial-mllm-serve" / "uploads"
 
 
 class ServerSettings(BaseModel):

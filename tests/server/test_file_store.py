@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from server.errors import APIError
-from server.file_store import FileStore, default_uploads_dir
+from server.file_store import FileStore
+from server.settings import default_uploads_dir
 
 
 def test_add_get_read_delete(tmp_path: Path) -> None:
