@@ -55,7 +55,7 @@ def _table(args: argparse.Namespace) -> int:
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The run's options; openai and tqdm are imported only here, so ``score`` and ``table`` work without them."""
-    from bench.vsibench.client import Decoding
+    from bench.eval_runner.client import Decoding
     from bench.vsibench.runner import RunOptions
 
     decoding = Decoding() if args.max_tokens is None else Decoding(max_tokens=args.max_tokens)
