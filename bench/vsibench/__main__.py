@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.eval_runner.cli import add_run_arguments, positive
 from bench.vsibench.scoring import calculate_metrics, rescore
 from bench.vsibench.table import table_from_files
 
@@ -86,13 +86,6 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if stats.failed else 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.vsibench", description="VSI-Bench scoring tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,24 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.set_defaults(func=_table)
 
     run = sub.add_parser("run", help="evaluate a served model on VSI-Bench through the API (resumable)")
-    run.add_argument("--base-url", required=True, help="server root, e.g. http://127.0.0.1:8000 (/v1 is added)")
+    add_run_arguments(run)
     run.add_argument("--annotations", required=True, help="VSI-Bench download folder, or its test.jsonl/.parquet")
     run.add_argument("--videos", required=True, help="folder with <dataset>/<scene_name>.mp4 (the unzipped videos)")
-    run.add_argument("--out", required=True, metavar="OUT_DIR", help="results, metrics and resume state go here")
-    run.add_argument("--num-frames", type=_positive, default=16, help="frames per video (default: 16, the seed's)")
+    run.add_argument("--num-frames", type=positive, default=16, help="frames per video (default: 16, the seed's)")
     run.add_argument("--strategy", choices=("uniform", "space_aware"), default="uniform")
-    run.add_argument("--concurrency", type=_positive, default=16, help="requests in flight (default: 16)")
-    run.add_argument("--limit", type=_positive, help="only the first N questions of the split")
-    run.add_argument(
-        "--api-key",
-        default=os.environ.get("SPATIAL_MLLM_API_KEY", "").split(",")[0] or "EMPTY",
-        help="bearer key (default: the first of $SPATIAL_MLLM_API_KEY)",
-    )
-    run.add_argument("--model", help="served model name (default: the server's only model)")
-    run.add_argument("--max-tokens", type=_positive, help="max new tokens (default: the seed's 1024)")
-    run.add_argument("--max-retries", type=int, default=8, help="SDK retries per request (503, 429, 5xx, network)")
-    run.add_argument("--timeout", type=float, default=600.0, help="seconds per request attempt")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--max-tokens", type=positive, help="max new tokens (default: the seed's 1024)")
     run.set_defaults(func=_run)
     return parser
 
