@@ -14,16 +14,18 @@ identical numbers on the golden fixture); what this module adds is the seed's bo
   duplicates included.
 
 One deviation, where the seed breaks: METEOR talks to Java one line per item, so a line break inside a
-prediction would desynchronise it; line breaks are sent to METEOR as spaces.
+prediction would desynchronise it; line breaks (``\n``, ``\r``) are sent to METEOR as spaces.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 METRIC_NAMES = ("CIDEr", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L")
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what Java's readLine splits on
 JAVA_HINT = "METEOR runs Meteor 1.5 in Java: install a Java runtime (e.g. apt-get install default-jre-headless)"
 
 
@@ -59,21 +61,19 @@ def scorer_inputs(
     return gts, res, n_correct
 
 
-def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
+def meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+    """Meteor 1.5's corpus score (from the aggregated statistics, not the mean) and per-item scores."""
     from pycocoevalcap.meteor.meteor import Meteor
 
     if shutil.which("java") is None:
-        raise SystemExit(f"java not found on PATH. {JAVA_HINT}.")
-    one_line = {
-        key: [" ".join(text.splitlines()) if "\n" in text or "\r" in text else text for text in hyp]
-        for key, hyp in res.items()
-    }
+        raise SystemExit(f"java not found on PATH: {JAVA_HINT}.")
+    one_line = {key: [LINE_BREAK.sub(" ", text) for text in texts] for key, texts in res.items()}
     scorer = Meteor()
     try:
-        score, _ = scorer.compute_score(gts, one_line)
+        score, per_item = scorer.compute_score(gts, one_line)
     finally:
         del scorer  # its __del__ ends the Java process
-    return float(score)
+    return float(score), [float(v) for v in per_item]
 
 
 def score_predictions(predictions: Sequence[Mapping[str, Any]], answers: Mapping[str, list[str]]) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def score_predictions(predictions: Sequence[Mapping[str, Any]], answers: Mapping
         "n_predictions": len(predictions),
         "CIDEr": float(cider),
         **{f"BLEU-{n}": float(value) for n, value in enumerate(bleu, start=1)},
-        "METEOR": _meteor(gts, res),
+        "METEOR": meteor_scores(gts, res)[0],
         "ROUGE-L": float(rouge),
         "EM": n_correct / len(predictions),
         "EM_n_correct": n_correct,
