@@ -22,7 +22,7 @@ from typing import Any, Protocol, TextIO
 import openai
 from tqdm import tqdm
 
-from bench.eval_runner.client import Decoding, QuestionAsker, resolve_model
+from bench.eval_runner.client import Decoding, QuestionAsker, make_client, resolve_model
 from bench.eval_runner.schedule import VideoScheduler
 from bench.eval_runner.store import RunDir
 from bench.eval_runner.uploads import VideoFiles
@@ -74,6 +74,24 @@ class EvalSettings:
     model: str | None = None
     concurrency: int = 16
     limit: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """The options every benchmark's run takes; a benchmark subclasses it with its frames (and decoding default)."""
+
+    base_url: str
+    annotations: Path
+    videos: Path
+    out: Path
+    concurrency: int = 16
+    limit: int | None = None
+    api_key: str = "EMPTY"
+    model: str | None = None
+    decoding: Decoding = field(default_factory=Decoding)
+    max_retries: int = 8
+    timeout_s: float = 600.0
     progress: bool = True
 
 
@@ -209,6 +227,26 @@ async def run_questions(
     store.write_outputs(rows, benchmark.metrics(rows))
     store.add_run({"limit": settings.limit, "finished_at": time.time(), **asdict(stats)})
     return stats
+
+
+async def evaluate(
+    opts: RunOptions, benchmark: Benchmark, questions: Sequence[Question], sampling: Mapping[str, Any]
+) -> RunStats:
+    """:func:`run_questions` with a client for ``opts``' server, closed afterwards."""
+    settings = EvalSettings(
+        out=opts.out,
+        sampling=sampling,
+        decoding=opts.decoding,
+        model=opts.model,
+        concurrency=opts.concurrency,
+        limit=opts.limit,
+        progress=opts.progress,
+    )
+    client = make_client(opts.base_url, opts.api_key, opts.max_retries, opts.timeout_s)
+    try:
+        return await run_questions(client, benchmark, questions, settings)
+    finally:
+        await client.close()
 
 
 def print_summary(store: RunDir, stats: RunStats, table: str, out: TextIO | None = None) -> None:

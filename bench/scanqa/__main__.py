@@ -15,12 +15,11 @@ Both need a Java runtime for METEOR.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.eval_runner.cli import add_run_arguments, positive
+from bench.eval_runner.cli import add_run_arguments, positive, run_options_kwargs, run_to_exit_code
 from bench.scanqa.scoring import answers_by_id, score_predictions
 
 
@@ -39,24 +38,12 @@ def _run(args: argparse.Namespace) -> int:
     from bench.scanqa.runner import SEED_DECODING, RunOptions, print_summary, run_benchmark
 
     opts = RunOptions(
-        base_url=args.base_url,
-        annotations=Path(args.annotations),
-        videos=Path(args.videos),
-        out=Path(args.out),
         num_frames=args.num_frames,
         frame_size=(args.resized_height, args.resized_width),
-        concurrency=args.concurrency,
-        limit=args.limit,
-        api_key=args.api_key,
-        model=args.model,
         decoding=SEED_DECODING if args.max_tokens is None else Decoding(max_tokens=args.max_tokens),
-        max_retries=args.max_retries,
-        timeout_s=args.timeout,
-        progress=not args.no_progress,
+        **run_options_kwargs(args),
     )
-    stats = asyncio.run(run_benchmark(opts))
-    print_summary(opts, stats)
-    return 1 if stats.failed else 0
+    return run_to_exit_code(run_benchmark, print_summary, opts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(func=_score)
 
     run = sub.add_parser("run", help="evaluate a served model on ScanQA through the API (resumable)")
-    add_run_arguments(run)
-    run.add_argument("--annotations", required=True, help="scanqa_val_llava_style.json")
-    run.add_argument("--videos", required=True, help="folder with <scene>.mp4 (ScanNet scene videos)")
+    add_run_arguments(
+        run,
+        annotations_help="scanqa_val_llava_style.json",
+        videos_help="folder with <scene>.mp4 (ScanNet scene videos)",
+    )
     run.add_argument("--num-frames", type=positive, default=16, help="frames per video (default: 16, the seed's)")
     run.add_argument("--resized-height", type=positive, default=480, help="frame height (default: the seed's 480)")
     run.add_argument("--resized-width", type=positive, default=640, help="frame width (default: the seed's 640)")

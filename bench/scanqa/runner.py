@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from bench.eval_runner import runner as shared
-from bench.eval_runner.client import Decoding, make_client
-from bench.eval_runner.runner import EvalSettings, RunStats
+from bench.eval_runner.client import Decoding
+from bench.eval_runner.runner import RunStats
 from bench.eval_runner.store import RunDir
 from bench.scanqa import dataset
 from bench.scanqa.scoring import JAVA_HINT, METRIC_NAMES, annotation_id, answers_by_id, score_predictions
@@ -25,22 +25,11 @@ SEED_DECODING = Decoding(max_tokens=256)
 SEED_FRAME_SIZE = (480, 640)  # (resized_height, resized_width) in the seed's video message
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    base_url: str
-    annotations: Path
-    videos: Path
-    out: Path
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(shared.RunOptions):
     num_frames: int = 16
     frame_size: tuple[int, int] = SEED_FRAME_SIZE
-    concurrency: int = 16
-    limit: int | None = None
-    api_key: str = "EMPTY"
-    model: str | None = None
-    decoding: Decoding = field(default_factory=lambda: SEED_DECODING)
-    max_retries: int = 8
-    timeout_s: float = 600.0
-    progress: bool = True
+    decoding: Decoding = SEED_DECODING
 
 
 class LiveExactMatch:
@@ -105,25 +94,8 @@ async def run_benchmark(opts: RunOptions) -> RunStats:
     questions = rows if opts.limit is None else rows[: opts.limit]
     height, width = opts.frame_size
     benchmark = ScanQA(opts.videos, answers_by_id(rows), label=f"ScanQA {opts.num_frames}f {height}x{width}")
-    settings = EvalSettings(
-        out=opts.out,
-        sampling={
-            "strategy": "uniform",
-            "num_frames": opts.num_frames,
-            "resized_height": height,
-            "resized_width": width,
-        },
-        decoding=opts.decoding,
-        model=opts.model,
-        concurrency=opts.concurrency,
-        limit=opts.limit,
-        progress=opts.progress,
-    )
-    client = make_client(opts.base_url, opts.api_key, opts.max_retries, opts.timeout_s)
-    try:
-        return await shared.run_questions(client, benchmark, questions, settings)
-    finally:
-        await client.close()
+    sampling = {"strategy": "uniform", "num_frames": opts.num_frames, "resized_height": height, "resized_width": width}
+    return await shared.evaluate(opts, benchmark, questions, sampling)
 
 
 def metrics_line(metrics: Mapping[str, Any]) -> str:

@@ -16,14 +16,13 @@ question through the OpenAI-compatible API and writes OUT_DIR/results.json and O
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.eval_runner.cli import add_run_arguments, positive
+from bench.eval_runner.cli import add_run_arguments, positive, run_options_kwargs, run_to_exit_code
 from bench.vsibench.scoring import calculate_metrics, rescore
 from bench.vsibench.table import table_from_files
 
@@ -60,30 +59,17 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
     decoding = Decoding() if args.max_tokens is None else Decoding(max_tokens=args.max_tokens)
     return RunOptions(
-        base_url=args.base_url,
-        annotations=Path(args.annotations),
-        videos=Path(args.videos),
-        out=Path(args.out),
         strategy=args.strategy,
         num_frames=args.num_frames,
-        concurrency=args.concurrency,
-        limit=args.limit,
-        api_key=args.api_key,
-        model=args.model,
         decoding=decoding,
-        max_retries=args.max_retries,
-        timeout_s=args.timeout,
-        progress=not args.no_progress,
+        **run_options_kwargs(args),
     )
 
 
 def _run(args: argparse.Namespace) -> int:
     from bench.vsibench.runner import print_summary, run_benchmark
 
-    opts = run_options(args)
-    stats = asyncio.run(run_benchmark(opts))
-    print_summary(opts, stats)
-    return 1 if stats.failed else 0
+    return run_to_exit_code(run_benchmark, print_summary, run_options(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     table.set_defaults(func=_table)
 
     run = sub.add_parser("run", help="evaluate a served model on VSI-Bench through the API (resumable)")
-    add_run_arguments(run)
-    run.add_argument("--annotations", required=True, help="VSI-Bench download folder, or its test.jsonl/.parquet")
-    run.add_argument("--videos", required=True, help="folder with <dataset>/<scene_name>.mp4 (the unzipped videos)")
+    add_run_arguments(
+        run,
+        annotations_help="VSI-Bench download folder, or its test.jsonl/.parquet",
+        videos_help="folder with <dataset>/<scene_name>.mp4 (the unzipped videos)",
+    )
     run.add_argument("--num-frames", type=positive, default=16, help="frames per video (default: 16, the seed's)")
     run.add_argument("--strategy", choices=("uniform", "space_aware"), default="uniform")
     run.add_argument("--max-tokens", type=positive, help="max new tokens (default: the seed's 1024)")

@@ -8,13 +8,12 @@ scored results rows and metrics.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from bench.eval_runner import runner as shared
-from bench.eval_runner.client import Decoding, make_client
-from bench.eval_runner.runner import EvalSettings, RunStats
+from bench.eval_runner.runner import RunStats
 from bench.vsibench.dataset import FrameFoldersUnsupported, load_questions, question_key, video_key, video_path
 from bench.vsibench.prompts import question_text
 from bench.vsibench.scoring import NA_QUESTION_TYPES, calculate_metrics, score_row
@@ -22,22 +21,10 @@ from bench.vsibench.store import RunDir, row_key
 from bench.vsibench.table import metrics_table
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    base_url: str
-    annotations: Path
-    videos: Path
-    out: Path
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(shared.RunOptions):
     strategy: str = "uniform"
     num_frames: int = 16
-    concurrency: int = 16
-    limit: int | None = None
-    api_key: str = "EMPTY"
-    model: str | None = None
-    decoding: Decoding = field(default_factory=Decoding)
-    max_retries: int = 8
-    timeout_s: float = 600.0
-    progress: bool = True
 
 
 class LiveScore:
@@ -104,20 +91,8 @@ async def run_benchmark(opts: RunOptions) -> RunStats:
     """Ask every not-yet-answered question, then write results.json and metrics.json for the evaluated set."""
     questions = load_questions(opts.annotations, opts.limit)
     benchmark = VSIBench(opts.videos, label=f"VSI-Bench {opts.strategy} {opts.num_frames}f")
-    settings = EvalSettings(
-        out=opts.out,
-        sampling={"strategy": opts.strategy, "num_frames": opts.num_frames},
-        decoding=opts.decoding,
-        model=opts.model,
-        concurrency=opts.concurrency,
-        limit=opts.limit,
-        progress=opts.progress,
-    )
-    client = make_client(opts.base_url, opts.api_key, opts.max_retries, opts.timeout_s)
-    try:
-        return await shared.run_questions(client, benchmark, questions, settings)
-    finally:
-        await client.close()
+    sampling = {"strategy": opts.strategy, "num_frames": opts.num_frames}
+    return await shared.evaluate(opts, benchmark, questions, sampling)
 
 
 def print_summary(opts: RunOptions, stats: RunStats, out: TextIO | None = None) -> None:
