@@ -194,6 +194,8 @@ async def run_questions(
             except Exception as exc:  # one question's failure must not end the run
                 stats.failed += 1
                 message = f"{type(exc).__name__}: {exc}"
+                if getattr(exc, "param", None):  # the request field an API error names
+                    message += f" (param: {exc.param})"
                 if len(stats.errors) < 5:
                     stats.errors.append(f"id {question['id']}: {message}")
                 store.append_failure(
