@@ -10,7 +10,7 @@
 with one set of rules) and prints the metrics JSON; ``--stored-rewards`` instead aggregates the rewards
 already in the file, like the reference's ``--results_json`` fast path. ``run`` asks a served model every
 question through the OpenAI-compatible API and writes OUT_DIR/results.json and OUT_DIR/metrics.json
-(resumable: see ``bench/vsibench/runner.py``); it exits 1 when some questions failed (run it again to retry).
+(resumable: see ``bench/eval_runner/runner.py``); it exits 1 when some questions failed (run it again to retry).
 """
 
 from __future__ import annotations
