@@ -40,10 +40,12 @@ class SamplingSpec:
     min_pixels: int
     max_pixels: int
     total_pixels: int
+    resized_height: int | None = None
+    resized_width: int | None = None
 
     def cache_key(self) -> str:
         fields = (self.strategy, self.num_frames, self.fps, self.max_frames, self.min_pixels, self.max_pixels)
-        return ":".join(map(str, (*fields, self.total_pixels)))
+        return ":".join(map(str, (*fields, self.total_pixels, self.resized_height, self.resized_width)))
 
     def uniform(self) -> UniformSpec:
         return UniformSpec(
@@ -53,6 +55,8 @@ class SamplingSpec:
             min_pixels=self.min_pixels,
             max_pixels=self.max_pixels,
             total_pixels=self.total_pixels,
+            resized_height=self.resized_height,
+            resized_width=self.resized_width,
         )
 
 
