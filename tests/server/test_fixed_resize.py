@@ -22,7 +22,7 @@ SETTINGS = ServerSettings(max_pixels_per_frame=12544, min_pixels_per_frame=3136,
 
 
 def _resolver() -> MediaResolver:
-    return MediaResolver(SETTINGS, files=None, preparer=None, http=None)  # type: ignore[arg-type]  # specs only
+    return MediaResolver(SETTINGS, files=None, preparer=None, http=None, prepared=None)  # type: ignore[arg-type]  # specs only
 
 
 @pytest.fixture(scope="module")
