@@ -13,7 +13,6 @@ import contextlib
 import logging
 from argparse import Namespace
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -22,9 +21,11 @@ from vllm.engine.protocol import EngineClient
 from vllm.entrypoints.launchers.api_server.app_state import init_app_state
 from vllm.entrypoints.launchers.app import build_app
 
-from server import chat, files_api, oneshot
+from sampling.geometry_pass import WorkerConfig
+from server import chat, files_api, health, oneshot
 from server.errors import install_error_handlers
 from server.file_store import FileStore
+from server.geometry_worker import GeometryWorker
 from server.media import MediaResolver
 from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
 from server.settings import ServerSettings
@@ -34,25 +35,9 @@ LOG = logging.getLogger("spatial_mllm_serve")
 # vLLM's routes we keep as they are; every other vLLM route (responses, messages, completions, batch, render,
 # tokenize, SageMaker, elastic EP, token-in generate...) is dropped: each would be another way in that
 # bypasses our media handling, limits or keys, and none is part of this product's API.
-VLLM_ROUTES_KEPT = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/health", "/metrics", "/version"}
+VLLM_ROUTES_KEPT = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics", "/version"}
 VLLM_ROUTES_KEPT |= {"/v1/models"}
 SWEEP_INTERVAL_S = 60.0
-
-
-def geometry_source(model: str, settings: ServerSettings) -> Path | None:
-    """Where VGGT weights for space-aware sampling come from: the configured file, else the served checkpoint."""
-    if settings.space_aware_weights is not None:
-        return settings.space_aware_weights
-    local = Path(model)
-    if local.is_dir():
-        return local
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, allow_patterns=["*.json", "*.safetensors"], local_files_only=True))
-    except Exception:
-        LOG.warning("no local copy of %s: space-aware sampling is unavailable", model)
-        return None
 
 
 async def _sweep_uploads(files: FileStore) -> None:
@@ -66,7 +51,12 @@ async def _sweep_uploads(files: FileStore) -> None:
 
 @contextlib.asynccontextmanager
 async def server_resources(app: FastAPI, settings: ServerSettings) -> AsyncIterator[None]:
-    """Our long-lived objects: HTTP client for URLs, worker pool, upload sweeper; closed on shutdown."""
+    """Our long-lived objects: HTTP client for URLs, worker pool, geometry worker (loaded now, so a failure stops
+    start-up), upload sweeper; closed on shutdown."""
+    plan, s = app.state.geometry_plan, settings
+    geometry = app.state.preparer.geometry = plan and GeometryWorker(plan, s.space_aware_queue, s.retry_after_s)
+    if geometry is not None:
+        await geometry.start()
     sweeper = asyncio.create_task(_sweep_uploads(app.state.files))
     try:
         yield
@@ -74,16 +64,21 @@ async def server_resources(app: FastAPI, settings: ServerSettings) -> AsyncItera
         sweeper.cancel()
         await app.state.http.aclose()
         app.state.preparer.shutdown()
+        if geometry is not None:
+            await geometry.close()
 
 
-async def build_server_app(engine_client: EngineClient, args: Namespace, settings: ServerSettings) -> FastAPI:
-    """vLLM's app for ``engine_client`` with our routes, state, error handlers and middleware."""
+async def build_server_app(
+    engine_client: EngineClient, args: Namespace, settings: ServerSettings, geometry: WorkerConfig | None = None
+) -> FastAPI:
+    """vLLM's app for ``engine_client`` with our routes, state, error handlers and middleware; ``geometry``
+    (:func:`server.geometry_worker.plan_geometry`) configures space-aware sampling's worker, None disables it."""
     supported_tasks = await engine_client.get_supported_tasks()
     app = build_app(args, supported_tasks, engine_client.model_config)
     await init_app_state(engine_client, app.state, args, supported_tasks)
 
     app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) in VLLM_ROUTES_KEPT]
-    for module in (chat, files_api, oneshot):
+    for module in (chat, files_api, oneshot, health):
         app.include_router(module.router)
     install_error_handlers(app)
 
@@ -92,7 +87,8 @@ async def build_server_app(engine_client: EngineClient, args: Namespace, setting
     state.served_model_name = (args.served_model_name or [args.model])[0]
     state.max_videos_per_request = settings.max_videos_per_request
     state.files = FileStore(settings.uploads_dir, settings.upload_ttl_s, settings.uploads_quota_bytes)
-    state.preparer = VideoPreparer(settings, geometry_source(args.model, settings))
+    state.geometry_plan = geometry
+    state.preparer = VideoPreparer(settings)
     # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
     state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)
     state.media = MediaResolver(settings, state.files, state.preparer, state.http)

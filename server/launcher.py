@@ -24,6 +24,7 @@ from vllm.entrypoints.launchers.launcher import serve_http, setup_server
 from server.app import build_server_app
 from server.connector import CONNECTOR_NAME
 from server.errors import error_response
+from server.geometry_worker import plan_geometry
 from server.settings import ServerSettings
 
 
@@ -73,6 +74,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
     """Serve until SIGINT/SIGTERM."""
     os.environ["VLLM_MEDIA_CONNECTOR"] = CONNECTOR_NAME  # videos reach vLLM only as our prepared frames
     engine_defaults(args, settings)
+    geometry = plan_geometry(args, settings)  # refuses an impossible memory budget before the engine loads
     listen_address, sock = setup_server(args, reuse_port=False)
     # Engine start-up blocks this event loop, so the starting app gets a thread and an event loop of its own.
     gate = uvicorn.Server(uvicorn.Config(starting_app, log_level="warning", lifespan="on"))
@@ -81,7 +83,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
     gate_thread.start()
     try:
         async with build_async_engine_client(args) as engine_client:
-            app = await build_server_app(engine_client, args, settings)
+            app = await build_server_app(engine_client, args, settings, geometry)
             gate.should_exit = True
             await asyncio.to_thread(gate_thread.join)
             print(ready_banner(listen_address, args, settings), flush=True)

@@ -51,11 +51,15 @@ class ServerSettings:
     max_concurrent_requests: int = 64
     retry_after_s: int = 2
     media_workers: int = 4
+    space_aware_budget_gib: float = 0.0  # geometry worker's memory; 0: what one pass of space_aware_candidates needs
+    space_aware_queue: int = 4  # space-aware passes that may wait behind the running one; more get 503
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_num_frames <= self.max_num_frames:
             raise ValueError(f"default frame count {self.default_num_frames} must be within 1..{self.max_num_frames}")
         if self.min_pixels_per_frame > self.max_pixels_per_frame:
             raise ValueError("min pixels per frame exceed max pixels per frame")
+        if self.space_aware_queue < 1 or self.space_aware_budget_gib < 0:
+            raise ValueError("space-aware queue must be at least 1 and its budget not negative")
         if self.max_concurrent_requests < 1:
             raise ValueError("max concurrent requests must be at least 1")

@@ -25,15 +25,15 @@ def _spec(num_frames: int = 4) -> SamplingSpec:
 
 
 def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    preparer = VideoPreparer(ServerSettings(), geometry_source=None)
+    preparer = VideoPreparer(ServerSettings())
     calls = []
-    real = preparer._prepare_sync
+    real = preparer._prepare_uniform
 
     def counting(*args):
         calls.append(args[2])
         return real(*args)
 
-    monkeypatch.setattr(preparer, "_prepare_sync", counting)
+    monkeypatch.setattr(preparer, "_prepare_uniform", counting)
     digest = content_hash(video)
 
     async def scenario():
@@ -54,7 +54,7 @@ def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeyp
 def test_a_failure_reaches_every_waiter_and_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     from sampling.errors import NotAVideoError
 
-    preparer = VideoPreparer(ServerSettings(), geometry_source=None)
+    preparer = VideoPreparer(ServerSettings())
 
     async def scenario() -> list[BaseException | object]:
         return await asyncio.gather(
