@@ -30,7 +30,7 @@ import numpy as np
 from sampling.geometry_budget import DTYPE_BYTES, GeometryShape, worst_case_bytes
 from sampling.geometry_pass import PassResult, WorkerConfig, worker_main
 from server.errors import APIError
-from server.metrics import GEOMETRY_MEMORY, GEOMETRY_QUEUE_DEPTH, GEOMETRY_RESTARTS, PASSES_RUNNING
+from server.metrics import GEOMETRY_MEMORY, GEOMETRY_PASSES, GEOMETRY_QUEUE_DEPTH, GEOMETRY_RESTARTS, PASSES_RUNNING
 from server.settings import GiB, ServerSettings
 
 LOG = logging.getLogger("spatial_mllm_serve")
@@ -141,12 +141,18 @@ class GeometryWorker:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn = None
         self._dispatcher: asyncio.Task[None] | None = None
+        self._running: _Job | None = None
         GEOMETRY_MEMORY.labels("budget").set(config.budget_bytes)
 
     @property
     def ready(self) -> bool:
         """Loaded and alive (``/health`` reports 503 otherwise, e.g. while a crashed worker reloads)."""
         return self._process is not None and self._process.is_alive()
+
+    @property
+    def busy(self) -> bool:
+        """A pass is running (or being handed to the worker)."""
+        return self._running is not None
 
     @property
     def pid(self) -> int | None:
@@ -199,15 +205,16 @@ class GeometryWorker:
             GEOMETRY_QUEUE_DEPTH.set(len(self._queue))
             if job.result.done():
                 continue
-            job.running = True
+            job.running, self._running = True, job
             PASSES_RUNNING.inc()
             try:
                 reply = await asyncio.to_thread(self._exchange, job)
             except (EOFError, OSError):
+                GEOMETRY_PASSES.labels("lost").inc()
                 self._fail(job, "The space-aware sampling worker stopped during this request; retry.")
                 continue
             finally:
-                job.running = False
+                job.running, self._running = False, None
                 PASSES_RUNNING.dec()
             self._settle(job, reply)
 
@@ -221,6 +228,7 @@ class GeometryWorker:
 
     def _settle(self, job: _Job, reply: tuple) -> None:
         kind, _, payload = reply
+        GEOMETRY_PASSES.labels({"done": "done", "cancelled": "cancelled"}.get(kind, "failed")).inc()
         if job.result.done():
             return
         if kind == "done":

@@ -41,3 +41,8 @@ GEOMETRY_MEMORY = Gauge(
     ["kind"],
 )
 GEOMETRY_RESTARTS = Counter("spatial_mllm_geometry_restarts_total", "Geometry worker restarts after it died.")
+GEOMETRY_PASSES = Counter(
+    "spatial_mllm_geometry_passes_total",
+    "Space-aware passes by outcome: done, cancelled (nobody waited any more), failed, lost (the worker died).",
+    ["outcome"],
+)
