@@ -8,6 +8,7 @@ its process, as the supervisor does in production.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 from argparse import Namespace
@@ -31,7 +32,9 @@ CANDIDATES = 4
 
 
 def _args(checkpoint: Path) -> Namespace:
-    return Namespace(model=str(checkpoint), tensor_parallel_size=1, pipeline_parallel_size=1, gpu_memory_utilization=0.9)
+    return Namespace(
+        model=str(checkpoint), tensor_parallel_size=1, pipeline_parallel_size=1, gpu_memory_utilization=0.9
+    )
 
 
 def _images(seed: int) -> np.ndarray:
@@ -77,7 +80,7 @@ def test_passes_run_one_at_a_time_and_all_answer(worker: GeometryWorker, loop: a
     results = loop.run_until_complete(four_at_once())
     assert all(len(r.positions) == 2 and set(r.positions) <= set(range(CANDIDATES)) for r in results)
     spans = sorted((r.started, r.finished) for r in results)
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # never overlap
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))  # never overlap
     assert all(r.vggt_s > 0 and r.selection_s > 0 and r.chunk >= 1 for r in results)
 
 
