@@ -213,6 +213,12 @@ class GeometryWorker:
                 GEOMETRY_PASSES.labels("lost").inc()
                 self._fail(job, "The space-aware sampling worker stopped during this request; retry.")
                 continue
+            except Exception:  # never let one job end the dispatcher: every later request would hang
+                LOG.exception("handing a pass to the geometry worker failed")
+                GEOMETRY_PASSES.labels("failed").inc()
+                self._fail(job, "The space-aware sampling pass failed on the server; retry.")
+                await self._retire()  # the pipe may be mid-message: start clean
+                continue
             finally:
                 job.running, self._running = False, None
                 PASSES_RUNNING.dec()
@@ -260,7 +266,13 @@ class GeometryWorker:
             await asyncio.to_thread(process.join, STOP_TIMEOUT_S)
             raise GeometryUnavailable(f"space-aware sampling could not load VGGT from {self.config.source}: {detail}")
         self._process, self._conn = process, parent
-        asyncio.get_running_loop().add_reader(process.sentinel, self._wakeup.set)  # readable once it exits
+        loop = asyncio.get_running_loop()
+
+        def exited() -> None:  # the sentinel turns readable when the process ends: wake the dispatcher once
+            loop.remove_reader(process.sentinel)
+            self._wakeup.set()
+
+        loop.add_reader(process.sentinel, exited)
         LOG.info("geometry worker %s ready: %s", process.pid, detail)
 
     async def _restart(self) -> None:

@@ -149,6 +149,7 @@ class VideoPreparer:
             entry.waiters -= 1
             if entry.waiters == 0 and not entry.task.done():
                 entry.task.cancel()  # ...but the last one leaving does (a queued or running VGGT pass too)
+                self._forget(key, entry)  # a question arriving now starts afresh rather than join a cancelled task
 
     def prepare_in_background(self, data: bytes, digest: str, spec: SamplingSpec) -> None:
         """Start preparing now (e.g. on upload) so the first question finds the frames ready or joins the work."""
@@ -163,8 +164,12 @@ class VideoPreparer:
     def _start(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> _InFlight:
         entry = _InFlight(asyncio.ensure_future(self._compute(data, spec, key, param)))
         self._in_flight[key] = entry
-        entry.task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        entry.task.add_done_callback(lambda _: self._forget(key, entry))
         return entry
+
+    def _forget(self, key: str, entry: _InFlight) -> None:
+        if self._in_flight.get(key) is entry:
+            del self._in_flight[key]
 
     async def _compute(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
         if spec.strategy == "space_aware":
