@@ -212,3 +212,39 @@ def test_vggt_1b_at_128_candidates_fits_its_default_budget_in_chunks() -> None:
     assert chunk > 1 and pass_bytes(shape, 128, 392, 518, chunk, 2) <= budget
     assert pass_bytes(shape, 128, 392, 518, chunk + 1, 2) > budget or chunk == 16
     assert 4 < budget / 2**30 < 16  # the order of magnitude DEPLOY.md plans for
+
+
+def test_a_pass_stops_only_when_the_last_question_leaves(
+    worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    frames = np.random.default_rng(9).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
+    video = encode_mp4(frames, tmp_path / "v.mp4", fps=5).read_bytes()
+    preparer = VideoPreparer(ServerSettings(space_aware_candidates=CANDIDATES), worker)
+    spec = SamplingSpec("space_aware", 2, None, 16, 3136, 12544, 10**8)
+    cancelled = _metric("spatial_mllm_geometry_passes_total", outcome="cancelled")
+
+    async def scenario():
+        ask = [asyncio.ensure_future(preparer.prepare(video, content_hash(video), spec, "v")) for _ in range(3)]
+        await _until(lambda: worker.busy)
+        ask[0].cancel()  # one of three leaves: the others still get their frames
+        stayed = await asyncio.gather(*ask[1:])
+        other = SamplingSpec("space_aware", 3, None, 16, 3136, 12544, 10**8)  # not cached yet: a new pass
+        again = [asyncio.ensure_future(preparer.prepare(video, content_hash(video), other, "v")) for _ in range(2)]
+        return stayed, again
+
+    async def everyone_leaves(again):
+        await _until(lambda: worker.busy)
+        for request in again:
+            request.cancel()
+        await asyncio.gather(*again, return_exceptions=True)
+        await _until(lambda: not worker.busy)
+
+    try:
+        stayed, again = loop.run_until_complete(scenario())
+        assert stayed[0] is stayed[1] and stayed[0].used["candidates"] == CANDIDATES
+        assert _metric("spatial_mllm_geometry_passes_total", outcome="cancelled") == cancelled
+        loop.run_until_complete(everyone_leaves(again))
+    finally:
+        preparer.shutdown()
+    assert _metric("spatial_mllm_geometry_passes_total", outcome="cancelled") == cancelled + 1
+    assert not preparer._in_flight
