@@ -53,10 +53,11 @@ async def _sweep_uploads(files: FileStore) -> None:
 async def server_resources(app: FastAPI, settings: ServerSettings) -> AsyncIterator[None]:
     """Our long-lived objects: HTTP client for URLs, worker pool, geometry worker (loaded now, so a failure stops
     start-up), upload sweeper; closed on shutdown."""
-    plan, s = app.state.geometry_plan, settings
-    geometry = app.state.preparer.geometry = plan and GeometryWorker(plan, s.space_aware_queue, s.retry_after_s)
+    plan = app.state.geometry_plan
+    geometry = GeometryWorker(plan, settings.space_aware_queue, settings.retry_after_s) if plan else None
     if geometry is not None:
         await geometry.start()
+    app.state.preparer.geometry = geometry
     sweeper = asyncio.create_task(_sweep_uploads(app.state.files))
     try:
         yield
