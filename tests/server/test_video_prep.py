@@ -4,6 +4,7 @@ concurrent requests about the same new video."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -65,3 +66,23 @@ def test_a_failure_reaches_every_waiter_and_is_not_cached(monkeypatch: pytest.Mo
     assert all(isinstance(r, NotAVideoError) for r in results)
     assert len(preparer.cache) == 0 and not preparer._in_flight
     preparer.shutdown()
+
+
+def test_the_frames_field_goes_into_the_first_stream_chunk_only() -> None:
+    from server.chat import with_frames_in_first_chunk
+
+    used = [{"strategy": "uniform", "indices": [0, 5], "timestamps_s": [0.0, 1.25]}]
+    chunks = [{"object": "chat.completion.chunk", "choices": [{"delta": {"content": c}}]} for c in ("a", "b")]
+
+    async def vllm_stream():
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    async def read() -> list[str]:
+        return [event async for event in with_frames_in_first_chunk(vllm_stream(), used)]
+
+    events = asyncio.run(read())
+    assert json.loads(events[0][len("data: ") :]) == {**chunks[0], "video_frames": used}
+    assert events[0].endswith("\n\n")
+    assert events[1:] == [f"data: {json.dumps(chunks[1])}\n\n", "data: [DONE]\n\n"]
