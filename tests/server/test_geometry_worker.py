@@ -173,13 +173,20 @@ def test_concurrent_new_videos_each_decode_once_and_say_which_frames(
         assert video.metadata["frames_indices"] == used["indices"] and video.frames.shape[0] == 2
 
 
+def _new_video_and_preparer(
+    worker: GeometryWorker, tmp_path: Path, seed: int
+) -> tuple[bytes, VideoPreparer, SamplingSpec]:
+    """A 10-frame 48x64 video at 5 fps no other test uses, a preparer on ``worker``, and a 2-frame space-aware spec."""
+    frames = np.random.default_rng(seed).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
+    video = encode_mp4(frames, tmp_path / "v.mp4", fps=5).read_bytes()
+    preparer = VideoPreparer(ServerSettings(space_aware_candidates=CANDIDATES), worker)
+    return video, preparer, SamplingSpec("space_aware", 2, None, 16, 3136, 12544, 10**8)
+
+
 def test_an_upload_prepares_in_the_background_and_the_question_joins_it(
     worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path
 ) -> None:
-    frames = np.random.default_rng(7).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
-    video = encode_mp4(frames, tmp_path / "v.mp4", fps=5).read_bytes()
-    preparer = VideoPreparer(ServerSettings(space_aware_candidates=CANDIDATES), worker)
-    spec = SamplingSpec("space_aware", 2, None, 16, 3136, 12544, 10**8)
+    video, preparer, spec = _new_video_and_preparer(worker, tmp_path, seed=7)
     counts = {r: _metric("spatial_mllm_sampling_cache_total", result=r) for r in ("miss", "joined", "hit")}
 
     async def upload_then_ask():
@@ -217,10 +224,7 @@ def test_vggt_1b_at_128_candidates_fits_its_default_budget_in_chunks() -> None:
 def test_a_pass_stops_only_when_the_last_question_leaves(
     worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path
 ) -> None:
-    frames = np.random.default_rng(9).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
-    video = encode_mp4(frames, tmp_path / "v.mp4", fps=5).read_bytes()
-    preparer = VideoPreparer(ServerSettings(space_aware_candidates=CANDIDATES), worker)
-    spec = SamplingSpec("space_aware", 2, None, 16, 3136, 12544, 10**8)
+    video, preparer, spec = _new_video_and_preparer(worker, tmp_path, seed=9)
     cancelled = _metric("spatial_mllm_geometry_passes_total", outcome="cancelled")
 
     async def scenario():
