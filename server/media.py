@@ -99,7 +99,7 @@ class MediaResolver:
         self.http = http
         self.max_images = 1
 
-    def sampling_spec(self, requested: VideoSampling | None) -> SamplingSpec:
+    def sampling_spec(self, requested: VideoSampling | None, fps_param: str = "video_sampling.fps") -> SamplingSpec:
         """The request's sampling with server defaults filled in; 400 when it asks for more than the caps."""
         s = self.settings
         requested = requested or VideoSampling()
@@ -109,10 +109,14 @@ class MediaResolver:
             raise APIError(400, f"max_pixels may be at most {s.max_pixels_per_frame}.", "video_sampling.max_pixels")
         if requested.fps is not None and requested.num_frames is not None:
             raise APIError(400, "Give either num_frames or fps, not both.", "video_sampling")
+        strategy = requested.strategy or s.default_strategy
+        if requested.fps is not None and strategy == "space_aware":
+            # space-aware candidates are the seed's fixed count (--space-aware-candidates), never a rate
+            raise APIError(400, "fps applies to uniform sampling; space_aware takes num_frames.", fps_param)
         num_frames = None if requested.fps is not None else (requested.num_frames or s.default_num_frames)
         self._check_fixed_size(requested)
         return SamplingSpec(
-            strategy=requested.strategy or s.default_strategy,
+            strategy=strategy,
             num_frames=num_frames,
             fps=requested.fps,
             max_frames=s.max_num_frames,

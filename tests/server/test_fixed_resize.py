@@ -59,7 +59,7 @@ def test_bad_fixed_sizes_are_refused_naming_the_field(sampling: dict, param: str
 
 
 def test_frames_come_out_at_the_size_qwen_vl_utils_rounds_to(video: bytes) -> None:
-    preparer = VideoPreparer(SETTINGS, geometry_source=None)
+    preparer = VideoPreparer(SETTINGS)
     spec = _resolver().sampling_spec(VideoSampling(num_frames=4, resized_height=60, resized_width=150))
     prepared = asyncio.run(preparer.prepare(video, content_hash(video), spec, "v"))
     preparer.shutdown()
