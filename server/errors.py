@@ -7,6 +7,8 @@ server answered. ``code`` is the HTTP status, as vLLM writes it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -40,6 +42,16 @@ class APIError(Exception):
         self.message = message
         self.param = param
         self.retry_after = retry_after
+
+
+@contextlib.contextmanager
+def naming(param: str) -> Iterator[None]:
+    """Video errors raised inside become :class:`APIError` naming ``param``, the request field that held the video
+    (one decode may serve several requests, each with its own field)."""
+    try:
+        yield
+    except VideoError as exc:
+        raise APIError(exc.status, str(exc), param) from exc
 
 
 def error_response(status: int, message: str, param: str | None = None, retry_after: int | None = None) -> JSONResponse:

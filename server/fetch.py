@@ -20,6 +20,10 @@ import httpx
 from server.errors import APIError
 
 REDIRECTS = {301, 302, 303, 307, 308}
+PRIVATE_REFUSED = (
+    "URLs that resolve to private, loopback or link-local addresses are refused "
+    "(an operator can allow them with --allow-private-urls)."
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ async def _check_host(url: str, policy: FetchPolicy, param: str) -> None:
     except socket.gaierror as exc:
         raise APIError(400, f"The host {parts.hostname!r} could not be resolved.", param) from exc
     if not infos or not all(_is_public(str(info[4][0])) for info in infos):
-        raise APIError(400, "URLs that resolve to private, loopback or link-local addresses are refused.", param)
+        raise APIError(400, PRIVATE_REFUSED, param)
 
 
 def _check_peer(response: httpx.Response, policy: FetchPolicy, param: str) -> None:
@@ -69,7 +73,7 @@ def _check_peer(response: httpx.Response, policy: FetchPolicy, param: str) -> No
     stream = response.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None
     if peer is None or not _is_public(str(peer[0])):
-        raise APIError(400, "URLs that resolve to private, loopback or link-local addresses are refused.", param)
+        raise APIError(400, PRIVATE_REFUSED, param)
 
 
 async def _read_capped(response: httpx.Response, policy: FetchPolicy, param: str) -> bytes:

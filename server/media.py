@@ -24,7 +24,7 @@ from server.errors import APIError
 from server.fetch import FetchPolicy, fetch_bytes
 from server.file_store import FileStore
 from server.metrics import UPLOAD_BYTES
-from server.protocol import VideoSampling
+from server.protocol import MIN_FRAMES, VideoSampling
 from server.settings import ServerSettings
 from server.video_prep import SamplingSpec, VideoPreparer
 
@@ -91,16 +91,23 @@ class MediaResolver:
         self.http = http
         self.max_images = 1
 
-    def sampling_spec(self, requested: VideoSampling | None) -> SamplingSpec:
-        """The request's sampling with server defaults filled in; 400 when it asks for more than the caps."""
+    def sampling_spec(self, requested: VideoSampling | None, prefix: str = "video_sampling.") -> SamplingSpec:
+        """The request's sampling with server defaults filled in; 400 naming the field (``prefix`` + name) when
+        it asks for more than the caps or less than the model takes."""
         s = self.settings
         requested = requested or VideoSampling()
         if requested.num_frames is not None and requested.num_frames > s.max_num_frames:
-            raise APIError(400, f"num_frames may be at most {s.max_num_frames}.", "video_sampling.num_frames")
+            raise APIError(400, f"num_frames may be at most {s.max_num_frames}.", prefix + "num_frames")
+        if requested.num_frames is not None and requested.num_frames < MIN_FRAMES:
+            message = f"num_frames must be at least {MIN_FRAMES} (frame counts are rounded to an even number)."
+            raise APIError(400, message, prefix + "num_frames")
         if requested.max_pixels is not None and requested.max_pixels > s.max_pixels_per_frame:
-            raise APIError(400, f"max_pixels may be at most {s.max_pixels_per_frame}.", "video_sampling.max_pixels")
+            raise APIError(400, f"max_pixels may be at most {s.max_pixels_per_frame}.", prefix + "max_pixels")
+        if requested.max_pixels is not None and requested.max_pixels < s.min_pixels_per_frame:
+            message = f"max_pixels must be at least {s.min_pixels_per_frame} (this server's minimum pixels per frame)."
+            raise APIError(400, message, prefix + "max_pixels")
         if requested.fps is not None and requested.num_frames is not None:
-            raise APIError(400, "Give either num_frames or fps, not both.", "video_sampling")
+            raise APIError(400, "Give either num_frames or fps, not both.", prefix.rstrip("."))
         num_frames = None if requested.fps is not None else (requested.num_frames or s.default_num_frames)
         return SamplingSpec(
             strategy=requested.strategy or s.default_strategy,
@@ -156,7 +163,7 @@ class MediaResolver:
         else:
             return None
         if not isinstance(url, str) or not url:
-            raise APIError(400, "A video part needs a URL or a file id.", param)
+            raise APIError(400, "A video part needs a URL or a file id.", f"{param}.{kind}")
         return url
 
     async def rewrite_messages(
@@ -176,9 +183,9 @@ class MediaResolver:
             url = self._video_url_of(part, param)
             part.pop("uuid", None)  # cache identities are ours to derive from content, never a client's
             if url is not None:
-                videos.append((part, url, param))
+                videos.append((part, url, f"{param}.{part['type']}"))
             elif part.get("type") == "image_url":
-                images.append((part, param))
+                images.append((part, f"{param}.image_url"))
         if len(videos) > max_videos:
             raise APIError(400, f"A request may carry at most {max_videos} video(s).", "messages")
 

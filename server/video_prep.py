@@ -23,7 +23,7 @@ from sampling.decode import open_video
 from sampling.limits import DecodeLimits
 from sampling.uniform import UniformSpec, resize_frames, resized_size, sample_uniform
 from server.connector import PreparedVideo
-from server.errors import APIError
+from server.errors import APIError, naming
 from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS
 from server.settings import ServerSettings
 
@@ -86,13 +86,15 @@ class VideoPreparer:
         pending = self._in_flight.get(key)
         if pending is not None:
             SAMPLING_CACHE.labels("joined").inc()
-            return await asyncio.shield(pending)
+            with naming(param):
+                return await asyncio.shield(pending)
         SAMPLING_CACHE.labels("miss").inc()
         task = asyncio.ensure_future(self._compute(data, spec, key, param))
         self._in_flight[key] = task
         task.add_done_callback(lambda _: self._in_flight.pop(key, None))
         # shielded: a client that leaves does not cancel the work others may be waiting for
-        return await asyncio.shield(task)
+        with naming(param):
+            return await asyncio.shield(task)
 
     async def _compute(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
         loop = asyncio.get_running_loop()
@@ -142,7 +144,8 @@ class VideoPreparer:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.settings.decode_timeout_s):
-                await loop.run_in_executor(self.pool, self._probe_sync, data)
+                with naming(param):
+                    await loop.run_in_executor(self.pool, self._probe_sync, data)
         except TimeoutError as exc:
             raise APIError(
                 503, "Probing the video took too long.", param, retry_after=self.settings.retry_after_s
