@@ -120,6 +120,12 @@ def decoder_threads() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
+def silence_decoder_log() -> None:
+    """Stop ffmpeg/decord from printing their own error lines to stderr (process-wide): every failure already
+    reaches the caller as a typed error with a message written for people."""
+    decord.logging.set_level(decord.logging.QUIET)
+
+
 def open_video(
     source: VideoSource, limits: DecodeLimits | None = None, *, num_threads: int | None = None
 ) -> DecodedVideo:

@@ -78,10 +78,16 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import openai
+
     from bench.vsibench.runner import print_summary, run_benchmark
 
     opts = run_options(args)
-    stats = asyncio.run(run_benchmark(opts))
+    try:
+        stats = asyncio.run(run_benchmark(opts))
+    except openai.AuthenticationError:
+        print(f"error: {opts.base_url} refused the API key; pass the server's key with --api-key", file=sys.stderr)
+        return 2
     print_summary(opts, stats)
     return 1 if stats.failed else 0
 
@@ -118,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--videos", required=True, help="folder with <dataset>/<scene_name>.mp4 (the unzipped videos)")
     run.add_argument("--out", required=True, metavar="OUT_DIR", help="results, metrics and resume state go here")
     run.add_argument("--num-frames", type=_positive, default=16, help="frames per video (default: 16, the seed's)")
-    run.add_argument("--strategy", choices=("uniform", "space_aware"), default="uniform")
+    run.add_argument(
+        "--strategy", choices=("uniform", "space_aware"), default="uniform", help="frame sampling (default: uniform)"
+    )
     run.add_argument("--concurrency", type=_positive, default=16, help="requests in flight (default: 16)")
     run.add_argument("--limit", type=_positive, help="only the first N questions of the split")
     run.add_argument(
