@@ -21,8 +21,11 @@ import numpy as np
 from sampling.cache import SamplingCache
 from sampling.decode import open_video
 from sampling.limits import DecodeLimits
-from sampling.uniform import UniformSpec, resize_frames, resized_size, sample_uniform
+from sampling.uniform import UniformSpec, resize_frames, resized_size
 from server.connector import PreparedVideo
+from server.decode_jobs import decode_uniform, start_worker, video_metadata
+from server.decode_jobs import probe as probe_bytes
+from server.decode_pool import DecodePool
 from server.errors import APIError, naming
 from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS
 from server.settings import ServerSettings
@@ -69,7 +72,11 @@ class VideoPreparer:
         self.cache: SamplingCache[PreparedVideo] = SamplingCache(
             settings.sampling_cache_bytes, sizeof=lambda video: max(1, video.frames.nbytes)
         )
-        self.pool = ThreadPoolExecutor(settings.media_workers, thread_name_prefix="video")
+        self.pool = ThreadPoolExecutor(settings.media_workers, thread_name_prefix="video")  # space-aware (VGGT)
+        # decoding that can hang or crash runs in supervised processes: a stuck one is killed, the request gets 503
+        self.decoder = DecodePool(
+            settings.media_workers, settings.decode_timeout_s, settings.retry_after_s, start_worker
+        )
         self.geometry_source = geometry_source
         self._geometry = None
         self._geometry_lock = threading.Lock()
@@ -101,7 +108,10 @@ class VideoPreparer:
         limit = self.settings.decode_timeout_s
         try:
             async with asyncio.timeout(limit):
-                video = await loop.run_in_executor(self.pool, self._prepare_sync, data, spec, key)
+                if spec.strategy == "uniform":
+                    video = await self._prepare_uniform(data, spec, key)
+                else:
+                    video = await loop.run_in_executor(self.pool, self._prepare_sync, data, spec, key)
         except TimeoutError as exc:
             # the server is too busy or the file too slow to decode: retryable, not the client's fault alone
             message = f"Preparing the video took longer than {limit:g} s; the server may be busy."
@@ -109,51 +119,38 @@ class VideoPreparer:
         self.cache.store(key, video)
         return video
 
+    async def _prepare_uniform(self, data: bytes, spec: SamplingSpec, key: str) -> PreparedVideo:
+        decoded = await self.decoder.run(decode_uniform, data, spec.uniform(), self.limits)
+        DECODE_SECONDS.observe(decoded.decode_s)
+        SAMPLING_SECONDS.labels(spec.strategy).observe(decoded.decode_s)
+        return PreparedVideo(decoded.frames, decoded.metadata, key)
+
     def _prepare_sync(self, data: bytes, spec: SamplingSpec, key: str) -> PreparedVideo:
+        """Space-aware frames, on a thread: VGGT has one owner, in this process."""
         started = time.perf_counter()
         with open_video(data, self.limits) as video:
             info = video.info
             uniform = spec.uniform()
-            if spec.strategy == "space_aware":
-                indices = self._space_aware_indices(video, spec)
-                decode_started = time.perf_counter()
-                size = resized_size(len(indices), info.height, info.width, uniform)
-                pixels = resize_frames(video.frames(indices), size)
-                range_frames = info.num_frames
-            else:
-                decode_started = time.perf_counter()
-                sampled = sample_uniform(video, uniform)
-                indices, pixels, range_frames = list(sampled.indices), sampled.frames_uint8, sampled.range_frames
+            indices = self._space_aware_indices(video, spec)
+            decode_started = time.perf_counter()
+            size = resized_size(len(indices), info.height, info.width, uniform)
+            pixels = resize_frames(video.frames(indices), size)
             DECODE_SECONDS.observe(time.perf_counter() - decode_started)
-        metadata = {
-            # what vLLM's Qwen2.5-VL processor reads: sampled fps = len(indices) / total_num_frames * fps, which
-            # sets the temporal M-RoPE step exactly as the seed's qwen-vl-utils ``video_sample_fps`` does
-            "fps": info.fps,
-            "duration": info.duration_s,
-            "total_num_frames": range_frames,
-            "frames_indices": [int(i) for i in indices],
-            "video_backend": "decord",
-            "do_sample_frames": False,
-        }
+        metadata = video_metadata(info, indices, info.num_frames)
         frames = np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy())
         SAMPLING_SECONDS.labels(spec.strategy).observe(time.perf_counter() - started)
         return PreparedVideo(frames, metadata, key)
 
     async def probe(self, data: bytes, param: str) -> None:
         """Raise the typed error when ``data`` is not a decodable video within the limits."""
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.settings.decode_timeout_s):
                 with naming(param):
-                    await loop.run_in_executor(self.pool, self._probe_sync, data)
+                    await self.decoder.run(probe_bytes, data, self.limits)
         except TimeoutError as exc:
             raise APIError(
                 503, "Probing the video took too long.", param, retry_after=self.settings.retry_after_s
             ) from exc
-
-    def _probe_sync(self, data: bytes) -> None:
-        with open_video(data, self.limits) as video:
-            video.frames([0])
 
     def _space_aware_indices(self, video, spec: SamplingSpec) -> list[int]:
         from sampling.space_aware import space_aware_indices
@@ -182,3 +179,4 @@ class VideoPreparer:
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.decoder.shutdown()

@@ -30,13 +30,13 @@ def _spec(num_frames: int = 4) -> SamplingSpec:
 def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     preparer = VideoPreparer(ServerSettings(), geometry_source=None)
     calls = []
-    real = preparer._prepare_sync
+    real = preparer._prepare_uniform
 
-    def counting(*args):
+    async def counting(*args):
         calls.append(args[2])
-        return real(*args)
+        return await real(*args)
 
-    monkeypatch.setattr(preparer, "_prepare_sync", counting)
+    monkeypatch.setattr(preparer, "_prepare_uniform", counting)
     digest = content_hash(video)
 
     async def scenario():
