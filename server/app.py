@@ -25,6 +25,7 @@ from vllm.entrypoints.launchers.app import build_app
 from server import chat, files_api, oneshot
 from server.errors import install_error_handlers
 from server.file_store import FileStore
+from server.inline_media import InlineMedia
 from server.media import MediaResolver
 from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
 from server.settings import ServerSettings
@@ -107,12 +108,16 @@ async def build_server_app(engine_client: EngineClient, args: Namespace, setting
     app.router.lifespan_context = lifespan
 
     # vLLM's app has already built its middleware stack, so ours is inserted directly and the stack rebuilt on
-    # the next request. Outermost first: request id, body cap, API keys, admission control.
+    # the next request. Outermost first: request id, body caps, API keys, admission control, then large JSON
+    # bodies parsed off the event loop.
+    # a JSON body never needs more room than one largest video as a data URL (base64 is 4/3 of the bytes)
+    json_cap = min(settings.max_json_body_bytes, settings.max_video_bytes * 4 // 3 + (1 << 20))
     ours = [
         Middleware(RequestContext),
-        Middleware(BodyLimit, max_bytes=settings.max_video_bytes * 4 // 3 + (1 << 20)),
+        Middleware(BodyLimit, max_bytes=settings.max_video_bytes + (1 << 20), json_max_bytes=json_cap),
         Middleware(APIKeys, keys=settings.api_keys, per_minute=settings.requests_per_minute_per_key),
         Middleware(Admission, max_in_flight=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s),
+        Middleware(InlineMedia, max_video_bytes=settings.max_video_bytes),
     ]
     app.user_middleware[0:0] = ours
     app.middleware_stack = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,11 @@ def parse_data_url(url: str, max_bytes: int, param: str, accept: Callable[[str],
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise APIError(400, "The data URL's base64 payload is invalid.", param) from exc
+
+
+def inline_video_bytes(url: str, max_bytes: int, param: str = "") -> bytes:
+    """A video ``data:`` URL's bytes (415 for a non-video type, 413 past ``max_bytes``)."""
+    return parse_data_url(url, max_bytes, param, _is_video_mime)
 
 
 def _is_video_mime(mime: str) -> bool:
@@ -119,14 +124,20 @@ class MediaResolver:
             total_pixels=s.max_total_pixels,
         )
 
-    async def video_bytes(self, url: str, param: str, owner: str = "") -> VideoBytes:
-        """The bytes behind a video reference (data URL, http(s) URL or ``owner``'s ``file-`` id)."""
+    async def video_bytes(
+        self, url: str, param: str, owner: str = "", inline: Mapping[str, bytes] | None = None
+    ) -> VideoBytes:
+        """The bytes behind a video reference (data URL, http(s) URL, ``owner``'s ``file-`` id, or a data URL
+        the body parser already decoded: ``inline``, see :mod:`server.inline_media`)."""
         s = self.settings
         if url.startswith("file-"):
             stored, data = await asyncio.to_thread(self.files.read, url, owner)
             return VideoBytes(data, stored.sha256)
-        if url[:5].lower() == "data:":
-            data = await asyncio.to_thread(parse_data_url, url, s.max_video_bytes, param, _is_video_mime)
+        if inline and url in inline:
+            data = inline[url]
+            source = "data_url"
+        elif url[:5].lower() == "data:":
+            data = await asyncio.to_thread(inline_video_bytes, url, s.max_video_bytes, param)
             source = "data_url"
         elif url[:7].lower() == "http://" or url[:8].lower() == "https://":
             data = await fetch_bytes(self.http, url, self._policy(), param)
@@ -167,7 +178,12 @@ class MediaResolver:
         return url
 
     async def rewrite_messages(
-        self, messages: list[Any], spec: SamplingSpec, max_videos: int, owner: str = ""
+        self,
+        messages: list[Any],
+        spec: SamplingSpec,
+        max_videos: int,
+        owner: str = "",
+        inline: Mapping[str, bytes] | None = None,
     ) -> list[str]:
         """Replace each video part by a prepared-frame reference (in place); returns the references to release.
 
@@ -199,7 +215,7 @@ class MediaResolver:
             part["image_url"] = {"url": await self._inline_image(url, param)}
 
         async def prepare(url: str, param: str) -> PreparedVideo:
-            video = await self.video_bytes(url, param, owner)
+            video = await self.video_bytes(url, param, owner, inline)
             return await self.preparer.prepare(video.data, video.digest, spec, param)
 
         # Tokens are taken only once every video is ready, so a failure or a client leaving mid-way pins nothing.

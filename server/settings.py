@@ -30,6 +30,8 @@ class ServerSettings:
     max_pixels_per_frame: int = 768 * 28 * 28
     max_total_pixels: int = int(128000 * 28 * 28 * 0.9)  # qwen-vl-utils' VIDEO_TOTAL_PIXELS default
     max_video_bytes: int = 512 * MiB
+    # JSON chat bodies (data-URL videos): a 60 s phone clip is ~30-50 MB; larger videos go through /v1/files
+    max_json_body_bytes: int = 96 * MiB
     max_video_duration_s: float = 3600.0
     max_decoded_pixels: int = 128 * 1920 * 1080  # all decoded frames of one video, candidates included
     space_aware_candidates: int = 128
