@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import json
 import os
 import statistics
@@ -50,7 +51,7 @@ def _stream_gaps(base: str, tokens: int, started: threading.Event) -> list[float
             if line.startswith("data: ") and line != "data: [DONE]":
                 arrivals.append(time.perf_counter())
                 started.set()
-    return [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    return [later - earlier for earlier, later in itertools.pairwise(arrivals)]
 
 
 def _large_data_url_request(base: str, data: bytes) -> int:
