@@ -131,7 +131,10 @@ class MediaResolver:
         the body parser already decoded: ``inline``, see :mod:`server.inline_media`)."""
         s = self.settings
         if url.startswith("file-"):
-            stored, data = await asyncio.to_thread(self.files.read, url, owner)
+            try:
+                stored, data = await asyncio.to_thread(self.files.read, url, owner)
+            except APIError as exc:  # the store names its own field; here the field is the video part
+                raise APIError(exc.status, exc.message, param, exc.retry_after) from exc
             return VideoBytes(data, stored.sha256)
         if inline and url in inline:
             data = inline[url]

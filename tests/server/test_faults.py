@@ -70,6 +70,7 @@ def test_a_hanging_decoder_is_bounded_by_the_timeout(tmp_path: Path, monkeypatch
     frames = np.zeros((4, 32, 32, 3), np.uint8)
     video = encode_mp4(frames, tmp_path / "v.mp4").read_bytes()
     preparer = VideoPreparer(ServerSettings(decode_timeout_s=0.5), geometry_source=None)
+
     async def hang(*args):  # the request's deadline covers waiting for a decoder too (server/decode_pool.py)
         await asyncio.sleep(3)
 
