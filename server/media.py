@@ -61,8 +61,13 @@ def parse_data_url(url: str, max_bytes: int, param: str, accept: Callable[[str],
 
 
 def inline_video_bytes(url: str, max_bytes: int, param: str = "") -> bytes:
-    """A video ``data:`` URL's bytes (415 for a non-video type, 413 past ``max_bytes``)."""
-    return parse_data_url(url, max_bytes, param, _is_video_mime)
+    """A video ``data:`` URL's bytes (415 for a non-video type, 413 past ``max_bytes``, saying where to go)."""
+    try:
+        return parse_data_url(url, max_bytes, param, _is_video_mime)
+    except APIError as exc:
+        if exc.status == 413:
+            raise APIError(413, exc.message + " Upload larger videos with POST /v1/files.", param) from exc
+        raise
 
 
 def _is_video_mime(mime: str) -> bool:
