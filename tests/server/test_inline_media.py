@@ -22,7 +22,7 @@ VIDEO = bytes(range(256)) * 8192  # 2 MiB
 async def _seen(request: Request) -> JSONResponse:
     """What the route gets: the body's size and video URLs, and the inline videos' sizes."""
     body = await request.body()
-    urls = [part["video_url"]["url"] for part in json.loads(body)["messages"][0]["content"]]
+    urls = [part[part["type"]]["url"] for part in json.loads(body)["messages"][0]["content"]]
     videos = inline_videos(request.state)
     return JSONResponse(
         {
@@ -61,20 +61,44 @@ def test_a_large_body_reaches_the_route_small_with_its_video_decoded_once() -> N
     assert seen["inline"][reference] == len(VIDEO) and seen["same"] and seen["bytes"] < 1000
 
 
-def test_small_bodies_and_refused_data_urls_pass_unchanged() -> None:
-    wrong_type = _data_url(VIDEO, "text/plain")
+def test_small_bodies_and_other_data_urls_pass_unchanged() -> None:
+    image = _data_url(VIDEO, "image/png")
+    escaped = _data_url(VIDEO).replace("/", "\\/")  # a JSON encoder that escapes slashes
 
     async def scenario() -> list[dict]:
         async with _client((InlineMedia, {"max_video_bytes": 8 << 20})) as client:
             small = await client.post("/v1/chat/completions", json=_chat(_data_url(b"tiny")))
-            refused = await client.post("/v1/chat/completions", json=_chat(wrong_type))
-            too_big = await client.post("/v1/chat/completions", json=_chat(_data_url(VIDEO * 5)))
-            return [small.json(), refused.json(), too_big.json()]
+            with_image = _chat(_data_url(VIDEO))
+            with_image["messages"][0]["content"].insert(0, {"type": "image_url", "image_url": {"url": image}})
+            other = await client.post("/v1/chat/completions", json=with_image)
+            body = json.dumps(_chat("x")).replace('"x"', '"' + escaped + '"')
+            slashes = await client.post("/v1/chat/completions", content=body)
+            return [small.json(), other.json(), slashes.json()]
 
-    small, refused, too_big = asyncio.run(scenario())
+    small, other, slashes = asyncio.run(scenario())
     assert small["inline"] == {} and small["urls"] == [_data_url(b"tiny")[:40]]
-    assert refused["inline"] == {} and refused["urls"] == [wrong_type[:40]]  # the route names the field, as before
-    assert too_big["inline"] == {} and too_big["bytes"] > 10 << 20
+    (reference,) = other["inline"]  # the video is taken out; the image string is put back as it was
+    assert other["urls"] == [image[:40], reference] and other["same"]
+    assert slashes["inline"] == {} and slashes["bytes"] > len(VIDEO)  # left to the ordinary parser
+
+
+def test_a_video_data_url_the_route_would_refuse_is_answered_naming_its_field() -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with _client((InlineMedia, {"max_video_bytes": 8 << 20})) as client:
+            wrong_type = await client.post(
+                "/v1/chat/completions", json=_chat(_data_url(b"tiny"), _data_url(VIDEO, "text/plain"))
+            )
+            too_big = await client.post("/v1/chat/completions", json=_chat(_data_url(VIDEO * 5)))
+            broken = await client.post("/v1/chat/completions", json=_chat(_data_url(VIDEO)[:-1] + "@"))
+            return [wrong_type, too_big, broken]
+
+    answers = asyncio.run(scenario())
+    assert [(r.status_code, r.json()["error"]["param"]) for r in answers] == [
+        (415, "messages[0].content[1].video_url"),
+        (413, "messages[0].content[0].video_url"),
+        (400, "messages[0].content[0].video_url"),
+    ]
+    assert "/v1/files" in answers[1].json()["error"]["message"]
 
 
 def test_the_json_cap_points_at_the_files_api() -> None:
