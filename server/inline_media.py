@@ -39,7 +39,7 @@ class RefusedVideo(Exception):
         self.error = error
 
 
-def _cut_data_urls(body: bytes, token: str) -> tuple[bytes, list[tuple[int, int]]] | None:
+def _cut_data_urls(body: bytearray, token: str) -> tuple[bytes, list[tuple[int, int]]] | None:
     """(body with each long ``"data:..."`` string replaced by ``"<token><k>"``, the spans cut out), or None when a
     span holds an escape (rare, e.g. ``\\/``: the body is then left to the ordinary parser). Finding the strings
     is a few ``bytes.find`` calls, so nothing long holds the GIL."""
@@ -75,7 +75,7 @@ def _restore(value: Any, originals: dict[str, str]) -> Any:
     return value
 
 
-def _extract_videos(body: bytes, max_video_bytes: int) -> tuple[bytes, dict[str, bytes]] | None:
+def _extract_videos(body: bytearray, max_video_bytes: int) -> tuple[bytes, dict[str, bytearray]] | None:
     """(smaller body, {reference: video bytes}), or None to leave the body as it is. Raises :class:`RefusedVideo`
     for a video data URL the route would refuse (wrong type, too large, bad base64)."""
     from server.media import inline_video_bytes  # server.media imports the app's heavier modules
@@ -90,7 +90,7 @@ def _extract_videos(body: bytes, max_video_bytes: int) -> tuple[bytes, dict[str,
     except ValueError:
         return None
     messages = payload.get("messages") if isinstance(payload, dict) else None
-    videos: dict[str, bytes] = {}
+    videos: dict[str, bytearray] = {}
     view = memoryview(body)
     for m, message in enumerate(messages if isinstance(messages, list) else ()):
         content = message.get("content") if isinstance(message, dict) else None
@@ -105,12 +105,25 @@ def _extract_videos(body: bytes, max_video_bytes: int) -> tuple[bytes, dict[str,
                 videos[url] = inline_video_bytes(view[start:end], max_video_bytes, param)
             except APIError as exc:
                 raise RefusedVideo(exc) from exc
-    originals = {f"{token}{k}": body[start:end].decode() for k, (start, end) in enumerate(spans)}
-    for used in videos:
-        originals.pop(used)
+    originals = {  # only the strings that go back (decoding a video's would be one long GIL-holding copy)
+        f"{token}{k}": body[start:end].decode() for k, (start, end) in enumerate(spans) if f"{token}{k}" not in videos
+    }
     if originals:
         payload = _restore(payload, originals)
     return json.dumps(payload, separators=(",", ":")).encode(), videos
+
+
+def _extract_joined(chunks: list[bytes], max_video_bytes: int) -> tuple[bytes, dict[str, bytearray]]:
+    """The body from its chunks (copied chunk by chunk: one big copy would hold the GIL for its whole length),
+    with its videos taken out where :func:`_extract_videos` can."""
+    body = bytearray(sum(map(len, chunks)))
+    filled = 0
+    while chunks:
+        chunk = chunks.pop(0)
+        body[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    extracted = _extract_videos(body, max_video_bytes)
+    return extracted if extracted is not None else (bytes(body), {})
 
 
 class InlineMedia:
@@ -144,16 +157,14 @@ class InlineMedia:
                     return
                 chunks.append(message.get("body", b""))
                 more = message.get("more_body", False)
-            body = b"".join(chunks)
-            chunks.clear()
-            try:
-                extracted = await asyncio.to_thread(_extract_videos, body, self.max_video_bytes)
+            try:  # joining tens of MB is a long copy too: done in the thread
+                extracted = await asyncio.to_thread(_extract_joined, chunks, self.max_video_bytes)
             except RefusedVideo as refused:
                 error = refused.error
                 await error_response(error.status, error.message, error.param)(scope, _replay([], None, receive), send)
                 return
-            if extracted is not None:
-                body, videos = extracted
+            body, videos = extracted
+            if videos:
                 scope.setdefault("state", {})[INLINE_STATE] = videos
             chunks = [body]
         await self.app(scope, _replay(chunks, None, receive), send)
