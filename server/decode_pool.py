@@ -56,11 +56,16 @@ class _Worker:
         self.process = context.Process(target=_serve, args=(child, initializer), daemon=True, name="decoder")
         self.process.start()
         child.close()
+        self.stopped = False
 
     def stop(self) -> None:
-        """Kill now (a hung decoder ignores anything gentler) and reap."""
+        """Kill now (a hung decoder ignores anything gentler) and reap; a second call does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.process.kill()
         self.process.join()
+        self.process.close()  # its sentinel pipe too: a long-running server must not leak descriptors
         self.conn.close()
 
 
