@@ -133,7 +133,7 @@ class MediaResolver:
             message = f"max_pixels must be at least {s.min_pixels_per_frame} (this server's minimum pixels per frame)."
             raise APIError(400, message, prefix + "max_pixels")
         if requested.fps is not None and requested.num_frames is not None:
-            raise APIError(400, "Give either num_frames or fps, not both.", prefix.rstrip("."))
+            raise APIError(400, "Give either num_frames or fps, not both.", prefix.rstrip(".") or "fps")
         num_frames = None if requested.fps is not None else (requested.num_frames or s.default_num_frames)
         return SamplingSpec(
             strategy=requested.strategy or s.default_strategy,

@@ -78,6 +78,7 @@ def test_a_failure_reaches_every_waiter_naming_its_field_and_is_not_cached() -> 
         (VideoSampling(num_frames=65), "", "num_frames", "at most 64"),
         (VideoSampling(max_pixels=150_000), "video_sampling.", "video_sampling.max_pixels", "at least 200000"),
         (VideoSampling(num_frames=4, fps=1.0), "video_sampling.", "video_sampling", "either"),
+        (VideoSampling(num_frames=4, fps=1.0), "", "fps", "either"),
     ],
 )
 def test_sampling_errors_name_the_request_field(sampling: VideoSampling, prefix: str, param: str, says: str) -> None:
