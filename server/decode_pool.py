@@ -35,7 +35,8 @@ def _serve(conn: Connection, initializer: Callable[[], None] | None) -> None:
     conn.send(READY)
     while True:
         try:
-            fn, args = conn.recv()
+            fn, args, large = conn.recv()
+            args = tuple(conn.recv_bytes() if i in large else arg for i, arg in enumerate(args))
         except (EOFError, OSError):  # the parent is gone
             return
         try:
@@ -46,6 +47,18 @@ def _serve(conn: Connection, initializer: Callable[[], None] | None) -> None:
             conn.send(reply)
         except Exception as exc:  # an unpicklable result or error: say what it was
             conn.send((False, RuntimeError(f"decoder result could not be sent back: {exc!r}")))
+
+
+LARGE_ARG_BYTES = 1 << 20
+
+
+def _send_job(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Send ``fn(*args)``; large bytes arguments (a video) go as raw messages after it, written straight from
+    their buffer: pickling them would first copy them whole while holding the GIL, stalling the event loop."""
+    large = {i for i, arg in enumerate(args) if isinstance(arg, bytes | bytearray) and len(arg) > LARGE_ARG_BYTES}
+    conn.send((fn, tuple(None if i in large else arg for i, arg in enumerate(args)), large))
+    for i in sorted(large):
+        conn.send_bytes(args[i])
 
 
 class _Worker:
@@ -111,7 +124,7 @@ class DecodePool:
             message = "No video decoder could be started; retry shortly."
             return False, WorkerLost(503, message, retry_after=self.retry_after_s)
         try:
-            worker.conn.send((fn, args))
+            _send_job(worker.conn, fn, args)
             if not worker.conn.poll(self.timeout_s):
                 self._replace(worker)
                 message = f"Decoding the video took longer than {self.timeout_s:g} s and was stopped; retry shortly."

@@ -67,6 +67,9 @@ def test_a_jobs_own_exception_comes_back_and_the_worker_stays() -> None:
     async def scenario():
         with pytest.raises(ValueError, match="invalid literal"):
             await pool.run(int, "not a number")
+        large = bytes(range(256)) * (12 << 10)  # 3 MiB: sent raw after the pickled job
+        assert await pool.run(operator.getitem, large, slice(-3, None)) == large[-3:]
+        assert await pool.run(operator.add, b"small", large) == b"small" + large
         return await pool.run(operator.mul, 6, 7)
 
     try:
