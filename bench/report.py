@@ -48,6 +48,7 @@ SECTIONS = [
     Section("server_overhead", "bench_server_overhead", ("--rounds", "8"), ("--rounds", "1")),
     Section("select_frames", "bench_select_frames", ("--reps", "3"), ("--frames", "8", "16", "--reps", "1")),
     Section("decode", "bench_decode", (), ("--reps", "1", "--seconds", "2")),
+    Section("stream_gap", "bench_stream_gap", (), ("--data-url-mb", "4", "--upload-mb", "8", "--tokens", "200")),
     # VGGT's real layer count at the tiny widths: the default depth 2 holds one extra layer, lost in noise
     Section("engine_footprint", "engine_footprint", ("--spatial-depth", "24"), ("--reps", "1")),
 ]

@@ -31,8 +31,7 @@ from __future__ import annotations
 import io
 import math
 import os
-import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -40,13 +39,21 @@ from typing import Any, BinaryIO
 import decord
 import numpy as np
 
-from sampling.errors import CorruptVideoError, EmptyVideoError, NotAVideoError
+from sampling.errors import CorruptVideoError, EmptyVideoError, NotAVideoError, UnsupportedCodecError
 from sampling.limits import DecodeLimits
+from sampling.mp4_boxes import (
+    IDENTITY_MATRIX,
+    UPRIGHT,
+    Mp4Probe,
+    Orientation,
+    codec_name,
+    matroska_video_codec,
+    probe_mp4,
+)
 
 VideoSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 
 _HEAD_BYTES = 512
-_MAX_MOOV_BYTES = 64 << 20  # sample tables of a multi-hour video stay far below this
 
 
 @dataclass(frozen=True)
@@ -62,44 +69,10 @@ class VideoInfo:
     mirrored: bool = False
 
 
-@dataclass(frozen=True)
-class _Orientation:
-    """An axis-aligned display matrix: coded -> displayed is transpose, then flips.
-
-    ``rotation`` is ffmpeg's reading of the matrix, ``atan2(b, a)``, in clockwise degrees; ``mirrored`` is a
-    negative determinant.
-    """
-
-    transpose: bool = False
-    flip_h: bool = False
-    flip_v: bool = False
-    rotation: int = 0
-    mirrored: bool = False
-
-    @property
-    def upright(self) -> bool:
-        return not (self.transpose or self.flip_h or self.flip_v)
-
-    def apply(self, frames: np.ndarray) -> np.ndarray:
-        """Coded frames [T, H, W, 3] -> displayed frames."""
-        if self.upright:
-            return frames
-        if self.transpose:
-            frames = frames.transpose(0, 2, 1, 3)
-        if self.flip_h:
-            frames = frames[:, :, ::-1]
-        if self.flip_v:
-            frames = frames[:, ::-1]
-        return np.ascontiguousarray(frames)
-
-
-_UPRIGHT = _Orientation()
-
-
 class DecodedVideo:
     """An opened video: probed :attr:`info`, frames decoded on demand. One thread, one request; then close."""
 
-    def __init__(self, reader: decord.VideoReader, info: VideoInfo, orientation: _Orientation, limits: DecodeLimits):
+    def __init__(self, reader: decord.VideoReader, info: VideoInfo, orientation: Orientation, limits: DecodeLimits):
         self._reader: decord.VideoReader | None = reader
         self._orientation = orientation
         self._limits = limits
@@ -147,6 +120,12 @@ def decoder_threads() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
+def silence_decoder_log() -> None:
+    """Stop ffmpeg/decord from printing their own error lines to stderr (process-wide): every failure already
+    reaches the caller as a typed error with a message written for people."""
+    decord.logging.set_level(decord.logging.QUIET)
+
+
 def open_video(
     source: VideoSource, limits: DecodeLimits | None = None, *, num_threads: int | None = None
 ) -> DecodedVideo:
@@ -166,14 +145,15 @@ def open_video(
         kind = _sniff(head)
         if kind.startswith("image:"):
             raise NotAVideoError(f"The upload is a {kind[6:]} image, not a video.")
-        mp4 = _probe_mp4(fh) if kind == "video:mp4" else None
-    orientation = mp4.orientation if mp4 is not None else _UPRIGHT
+        mp4 = probe_mp4(fh) if kind == "video:mp4" else None
+        codec = mp4.codec if mp4 is not None else matroska_video_codec(fh) if kind == "video:matroska" else None
+    orientation = mp4.orientation if mp4 is not None else UPRIGHT
 
     decord_input: Any = _WholeBuffer(data) if data is not None else path
     if mp4 is not None and mp4.matrix_offsets:  # decord must not turn frames itself (see the module docstring)
         buffer = bytearray(data if data is not None else Path(path).read_bytes())  # type: ignore[arg-type]
         for offset in mp4.matrix_offsets:
-            buffer[offset : offset + 36] = _IDENTITY_MATRIX
+            buffer[offset : offset + 36] = IDENTITY_MATRIX
         decord_input = _WholeBuffer(buffer)
     try:
         threads = decoder_threads() if num_threads is None else num_threads
@@ -183,7 +163,7 @@ def open_video(
     except MemoryError:
         raise
     except Exception as exc:
-        raise _open_failure(exc, kind, mp4) from exc
+        raise _open_failure(exc, kind, mp4, codec) from exc
     del decord_input
 
     num_frames = len(reader)
@@ -298,11 +278,20 @@ def _looks_like_text(head: bytes) -> bool:
     return False
 
 
-def _open_failure(exc: Exception, kind: str, mp4: _Mp4Probe | None) -> Exception:
-    """Turn a decord open failure into a typed error, using what the bytes look like."""
+def _open_failure(exc: Exception, kind: str, mp4: Mp4Probe | None, codec: str | None) -> Exception:
+    """Turn a decord open failure into a typed error, using what the bytes look like.
+
+    ffmpeg reports a video track it has no decoder for as "no video stream"; when the container names the
+    track's codec, the caller hears which codec it is.
+    """
     no_stream = "cannot find video stream" in str(exc)
     if mp4 is not None and mp4.empty:
         return EmptyVideoError("The video has no frames.")
+    if no_stream and codec is not None:
+        return UnsupportedCodecError(
+            f"The video's codec, {codec_name(codec)}, is not supported by this server's decoder; "
+            "re-encode it as H.264 (e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4)."
+        )
     if no_stream or (mp4 is not None and not mp4.has_video):
         return NotAVideoError("The upload has no video stream (for example, an audio-only file).")
     if kind.startswith("video:"):
@@ -312,160 +301,3 @@ def _open_failure(exc: Exception, kind: str, mp4: _Mp4Probe | None) -> Exception
     if kind == "text":
         return NotAVideoError("The upload is text, not a video.")
     return NotAVideoError("The upload is not a video format this server can decode.")
-
-
-# --------------------------------------------------------------------------------------------------------
-# MP4 / MOV (ISO BMFF) boxes: the display matrix, and whether the video track has samples
-
-
-_IDENTITY_MATRIX = struct.pack(">9i", 1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
-
-
-@dataclass(frozen=True)
-class _Mp4Probe:
-    has_video: bool
-    empty: bool  # no tracks at all, or the first video track lists zero samples and no fragments follow
-    orientation: _Orientation = _UPRIGHT
-    matrix_offsets: tuple[int, ...] = ()  # file offsets of the matrices to reset when orientation is applied here
-
-
-def _probe_mp4(fh: BinaryIO) -> _Mp4Probe | None:
-    """Read ``moov`` and its first video track; None when there is no complete ``moov`` (e.g. truncated) or the
-    boxes contradict themselves (a crafted file must fail as a bad video, never as a server error)."""
-    try:
-        return _probe_mp4_boxes(fh)
-    except (IndexError, struct.error, ValueError):
-        return None
-
-
-def _probe_mp4_boxes(fh: BinaryIO) -> _Mp4Probe | None:
-    found = _read_moov(fh)
-    if found is None:
-        return None
-    moov, base, top_level = found
-    children = list(_boxes(moov, 0, len(moov)))
-    fragmented = any(kind == b"mvex" for kind, _, _ in children)
-    mvhd = next(((s, e) for kind, s, e in children if kind == b"mvhd"), None)
-    traks = [(s, e) for kind, s, e in children if kind == b"trak"]
-    for start, end in traks:
-        mdia = _child(moov, start, end, b"mdia")
-        hdlr = _child(moov, *mdia, b"hdlr") if mdia else None
-        if hdlr is None or moov[hdlr[0] + 8 : hdlr[0] + 12] != b"vide":
-            continue
-        stbl = _child_path(moov, mdia, (b"minf", b"stbl"))  # type: ignore[arg-type]
-        samples = _sample_count(moov, stbl) if stbl else None
-        empty = samples == 0 and (not fragmented or b"moof" not in top_level)
-        tkhd = _child(moov, start, end, b"tkhd")
-        track_at = _matrix_offset(moov, tkhd, 40, 52) if tkhd else None
-        movie_at = _matrix_offset(moov, mvhd, 36, 48) if mvhd else None
-        orientation = _orientation(moov, track_at, movie_at)
-        if orientation.upright:
-            return _Mp4Probe(True, empty)
-        offsets = tuple(base + at for at in (track_at, movie_at) if at is not None)
-        return _Mp4Probe(True, empty, orientation, offsets)
-    return _Mp4Probe(False, not traks)
-
-
-def _read_moov(fh: BinaryIO) -> tuple[bytes, int, set[bytes]] | None:
-    """(``moov`` body, its file offset, top-level box types), walking top-level headers with seeks."""
-    fh.seek(0)
-    found: tuple[bytes, int] | None = None
-    seen: set[bytes] = set()
-    position = 0
-    while True:
-        header = fh.read(8)
-        if len(header) < 8:
-            break
-        size, kind = struct.unpack(">I4s", header)
-        header_len = 8
-        if size == 1:
-            large = fh.read(8)
-            if len(large) < 8:
-                break
-            size, header_len = struct.unpack(">Q", large)[0], 16
-        seen.add(kind)
-        if kind == b"moov" and found is None:
-            body_len = size - header_len if size else _MAX_MOOV_BYTES
-            if body_len < 0 or body_len > _MAX_MOOV_BYTES:
-                return None
-            body = fh.read(body_len)
-            if size and len(body) < body_len:
-                return None  # cut off: a truncated file
-            found = (body, position + header_len)
-        elif size >= header_len:
-            fh.seek(size - header_len, os.SEEK_CUR)
-        if size < header_len:  # size 0 ("to the end of the file") or malformed: nothing follows
-            break
-        position += size
-    return None if found is None else (found[0], found[1], seen)
-
-
-def _boxes(buf: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, body start, body end) of the boxes in ``buf[start:end]``; stops at the first malformed header."""
-    pos = start
-    while pos + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", buf, pos)
-        header_len = 8
-        if size == 1:
-            if pos + 16 > end:
-                return
-            size, header_len = struct.unpack_from(">Q", buf, pos + 8)[0], 16
-        elif size == 0:
-            size = end - pos
-        if size < header_len or pos + size > end:
-            return
-        yield kind, pos + header_len, pos + size
-        pos += size
-
-
-def _child(buf: bytes, start: int, end: int, want: bytes) -> tuple[int, int] | None:
-    return next(((s, e) for kind, s, e in _boxes(buf, start, end) if kind == want), None)
-
-
-def _child_path(buf: bytes, span: tuple[int, int], path: Sequence[bytes]) -> tuple[int, int] | None:
-    found: tuple[int, int] | None = span
-    for want in path:
-        if found is None:
-            return None
-        found = _child(buf, *found, want)
-    return found
-
-
-def _sample_count(buf: bytes, stbl: tuple[int, int]) -> int | None:
-    box = _child(buf, *stbl, b"stsz") or _child(buf, *stbl, b"stz2")
-    if box is None or box[1] - box[0] < 12:
-        return None
-    return struct.unpack_from(">I", buf, box[0] + 8)[0]  # full-box header, size/field-size word, then the count
-
-
-def _matrix_offset(buf: bytes, box: tuple[int, int], v0: int, v1: int) -> int | None:
-    """Offset of the 3x3 matrix in a ``tkhd``/``mvhd`` body (its place depends on the box version)."""
-    if box[1] - box[0] < 1:
-        return None
-    at = box[0] + (v1 if buf[box[0]] == 1 else v0)
-    return at if at + 36 <= box[1] else None
-
-
-def _orientation(buf: bytes, track_at: int | None, movie_at: int | None) -> _Orientation:
-    """Orientation of track matrix x movie matrix, as ffmpeg composes them.
-
-    A matrix [a b u; c d v; x y w] shows the coded point (p, q) at (a p + c q, b p + d q). Only the 8
-    axis-aligned turn/mirror matrices are recognised; anything else is left as coded, as ffmpeg's auto-rotation
-    does.
-    """
-    m = np.eye(2)
-    for at in (track_at, movie_at):
-        if at is not None:
-            a, b, _, c, d, _, _, _, _ = struct.unpack_from(">9i", buf, at)
-            m = m @ np.array([[a, b], [c, d]], dtype=np.float64)
-    scale = np.abs(m).max()
-    if scale == 0:
-        return _UPRIGHT
-    (a, b), (c, d) = np.round(m / scale, 3)
-    rotation = round(math.degrees(math.atan2(b, a)) / 90) * 90 % 360
-    mirrored = bool(a * d - b * c < 0)
-    if b == c == 0 and abs(a) == abs(d) == 1:
-        return _Orientation(False, bool(a < 0), bool(d < 0), rotation, mirrored)
-    if a == d == 0 and abs(b) == abs(c) == 1:
-        return _Orientation(True, bool(c < 0), bool(b < 0), rotation, mirrored)
-    return _UPRIGHT

@@ -29,6 +29,13 @@ class NotAVideoError(VideoError):
     status = 415
 
 
+class UnsupportedCodecError(VideoError):
+    """A video stream in a codec this server's decoder cannot read (e.g. AV1 with decord's ffmpeg)."""
+
+    code = "unsupported_codec"
+    status = 415
+
+
 class CorruptVideoError(VideoError):
     """A recognisable video container that is truncated or damaged, so it cannot be decoded."""
 

@@ -63,14 +63,14 @@ def preprocess_frames_uint8(frames: np.ndarray) -> torch.Tensor:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
     new_height, new_width, rotated = vggt_input_size(frames.shape[1], frames.shape[2])
-    out = []
-    for frame in frames:
+    # one writable buffer: PIL's arrays are read-only, and torch warns when it wraps one
+    resized = np.empty((len(frames), new_height, new_width, 3), np.uint8)
+    for i, frame in enumerate(frames):
         image = Image.fromarray(frame)
         if rotated:
             image = image.rotate(-90, expand=True)
-        image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
-        out.append(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
-    images = torch.stack(out)
+        resized[i] = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
+    images = torch.from_numpy(resized).permute(0, 3, 1, 2)
     if new_height > VGGT_INPUT_WIDTH:
         top = (new_height - VGGT_INPUT_WIDTH) // 2
         images = images[:, :, top : top + VGGT_INPUT_WIDTH]

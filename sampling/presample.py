@@ -1,19 +1,25 @@
 """Offline pre-sampling: frame folders for evaluations that read frames from disk, in the seed's layout.
 
 ``python -m sampling presample VIDEO_DIR OUT_DIR --strategy space_aware --num-frames 16 --weights CKPT`` writes,
-for every ``*.mp4`` in ``VIDEO_DIR``, ``OUT_DIR/sa_sampling/<video>/<video>_frame_<index:06d>.png`` (or
+for every video in ``VIDEO_DIR`` (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.avi``..., any case),
+``OUT_DIR/sa_sampling/<video>/<video>_frame_<index:06d>.png`` (or
 ``uniform_sampling/`` for ``--strategy uniform``): the decoded frames at full resolution, named by their index
 in the video, exactly as the seed's ``sa_sampling.py`` lays them out. As there, both strategies draw from the
 same candidates (``min(128, frames)`` evenly spaced frames): uniform keeps ``linspace(0, candidates - 1, k)``
-of them, space-aware keeps the greedy voxel cover. Frames are decoded once, in memory (no PNG round trip), and
-a video that fails is reported and skipped instead of ending the run.
+of them, space-aware keeps the greedy voxel cover. Frames are decoded once, in memory (no PNG round trip); a
+video that fails is reported and skipped instead of ending the run, other files are listed as skipped, and a
+video with fewer frames than asked is written with what it has and a warning. The default strategy is
+``uniform``; ``space_aware`` needs ``--weights``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from sampling.decode import open_video
+from sampling.decode import open_video, silence_decoder_log
 from sampling.errors import VideoError
 from sampling.geometry import GeometryNetwork, candidate_indices
 from sampling.limits import DecodeLimits
@@ -29,6 +35,8 @@ from sampling.space_aware import space_aware_indices
 
 Strategy = Literal["uniform", "space_aware"]
 STRATEGY_DIRS = {"uniform": "uniform_sampling", "space_aware": "sa_sampling"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
+MIN_FRAMES = 2  # the server rounds frame counts to even and refuses fewer than 2
 
 
 def seed_uniform_indices(num_video_frames: int, k: int, max_candidates: int = 128) -> list[int]:
@@ -66,6 +74,31 @@ def presample_video(
     return written
 
 
+@contextlib.contextmanager
+def native_stderr_discarded() -> Iterator[None]:
+    """Discard what native code writes to file descriptor 2 meanwhile (decord's C++ ``ERROR opening: <path>``
+    lines, which no log level silences); every failure still reaches Python as a typed error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@dataclass
+class PresampleReport:
+    """What a run did: videos written, videos that failed (and why), files skipped, videos short of frames."""
+
+    written: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    short: list[tuple[Path, int]] = field(default_factory=list)  # (video, frames written)
+
+
 def presample(
     video_dir: Path,
     out_dir: Path,
@@ -73,11 +106,13 @@ def presample(
     num_frames: int,
     weights: Path | None = None,
     device: str = "auto",
-) -> tuple[int, list[tuple[Path, str]]]:
-    """Pre-sample every ``*.mp4`` of ``video_dir``; returns (videos done, [(video, why it failed)])."""
+) -> PresampleReport:
+    """Pre-sample every video of ``video_dir`` (by suffix, any case); other files are reported as skipped."""
     import torch
 
-    videos = sorted(video_dir.glob("*.mp4"))
+    entries = sorted(path for path in video_dir.iterdir() if path.is_file())
+    videos = [path for path in entries if path.suffix.lower() in VIDEO_SUFFIXES]
+    report = PresampleReport(skipped=[path for path in entries if path not in videos])
     network = None
     if strategy == "space_aware":
         if weights is None:
@@ -87,30 +122,53 @@ def presample(
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         network = GeometryNetwork.load(weights, device=device, dtype=dtype)
     limits = DecodeLimits(max_decoded_pixels=1 << 40, max_duration_s=24 * 3600.0)
-    failures: list[tuple[Path, str]] = []
     for video in tqdm(videos, desc=f"{strategy} sampling", unit="video"):
         try:
-            presample_video(video, out_dir, strategy, num_frames, network, limits)
+            with native_stderr_discarded():
+                written = presample_video(video, out_dir, strategy, num_frames, network, limits)
         except VideoError as exc:
-            failures.append((video, str(exc)))
-    return len(videos) - len(failures), failures
+            report.failed.append((video, str(exc)))
+            continue
+        report.written += 1
+        if len(written) < num_frames:
+            report.short.append((video, len(written)))
+    return report
+
+
+def _frame_count(text: str) -> int:
+    value = int(text)
+    if value < MIN_FRAMES:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_FRAMES} (frame counts are rounded to even)")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sampling", description="Offline frame sampling.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("presample", help="write sampled frames of every *.mp4 in a folder as PNGs")
+    run = commands.add_parser("presample", help="write sampled frames of every video in a folder as PNGs")
     run.add_argument("video_dir", type=Path)
     run.add_argument("out_dir", type=Path)
-    run.add_argument("--strategy", choices=sorted(STRATEGY_DIRS), default="space_aware")
-    run.add_argument("--num-frames", type=int, default=16)
+    run.add_argument(
+        "--strategy",
+        choices=sorted(STRATEGY_DIRS),
+        default="uniform",
+        help="default: uniform; space_aware (the seed's sa_sampling) needs --weights",
+    )
+    run.add_argument("--num-frames", type=_frame_count, default=16, help="frames per video, at least 2 (default: 16)")
     run.add_argument("--weights", type=Path, help="Spatial-MLLM checkpoint dir or VGGT safetensors (space_aware)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     args = parser.parse_args(argv)
     if not args.video_dir.is_dir():
         parser.error(f"{args.video_dir} is not a directory")
-    done, failures = presample(args.video_dir, args.out_dir, args.strategy, args.num_frames, args.weights, args.device)
-    for video, why in failures:
+    if args.strategy == "space_aware" and args.weights is None:
+        parser.error("--strategy space_aware needs --weights (a Spatial-MLLM checkpoint or a VGGT file)")
+    silence_decoder_log()
+    report = presample(args.video_dir, args.out_dir, args.strategy, args.num_frames, args.weights, args.device)
+    for path in report.skipped:
+        print(f"skipped {path.name}: not a video file name ({', '.join(sorted(VIDEO_SUFFIXES))})", file=sys.stderr)
+    for video, why in report.failed:
         print(f"skipped {video.name}: {why}", file=sys.stderr)
-    print(f"{done} video(s) written under {args.out_dir / STRATEGY_DIRS[args.strategy]}")
-    return 1 if failures else 0
+    for video, count in report.short:
+        print(f"warning: {video.name} has only {count} of the {args.num_frames} frames asked", file=sys.stderr)
+    print(f"{report.written} video(s) written under {args.out_dir / STRATEGY_DIRS[args.strategy]}")
+    return 1 if report.failed else 0

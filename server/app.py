@@ -27,6 +27,7 @@ from server.connector import PreparedVideoStore, install_media_connector
 from server.errors import install_error_handlers
 from server.file_store import FileStore
 from server.geometry_worker import GeometryWorker
+from server.inline_media import InlineMedia
 from server.media import MediaResolver
 from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
 from server.settings import ServerSettings
@@ -112,13 +113,17 @@ def wire_resources(
 
 def add_our_middleware(app: FastAPI, settings: ServerSettings) -> None:
     """Our middleware, outside vLLM's. ``add_middleware`` puts each outside the ones before, so the order below
-    is innermost first: admission control, API keys, body cap, request id (outermost)."""
+    is innermost first: large JSON bodies parsed off the event loop, admission control, API keys, body caps,
+    request id (outermost)."""
     # vLLM's SageMaker bootstrap (in build_app) builds the middleware stack early, and Starlette refuses
     # add_middleware once it is built; it builds the stack again on the first request when it is None.
     app.middleware_stack = None
+    # a JSON body never needs more room than one largest video as a data URL (base64 is 4/3 of the bytes)
+    json_cap = min(settings.max_json_body_bytes, settings.max_video_bytes * 4 // 3 + (1 << 20))
+    app.add_middleware(InlineMedia, max_video_bytes=settings.max_video_bytes)
     app.add_middleware(Admission, max_in_flight=settings.max_concurrent_requests, retry_after_s=settings.retry_after_s)
     app.add_middleware(APIKeys, keys=settings.api_keys, per_minute=settings.requests_per_minute_per_key)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_video_bytes * 4 // 3 + (1 << 20))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_video_bytes + (1 << 20), json_max_bytes=json_cap)
     app.add_middleware(RequestContext)
 
 

@@ -23,6 +23,7 @@ from vllm.entrypoints.serve.utils.sse_keep_alive import with_sse_keep_alive
 from vllm.v1.engine.exceptions import EngineDeadError
 
 from server.errors import APIError
+from server.inline_media import inline_videos
 from server.middleware import file_owner
 from server.protocol import SpatialChatCompletionRequest
 
@@ -57,7 +58,8 @@ async def serve_chat(request: SpatialChatCompletionRequest, raw_request: Request
     request.mm_processor_kwargs = None
     spec = state.media.sampling_spec(request.video_sampling)
     owner = file_owner(raw_request)
-    prepared = await state.media.rewrite_messages(request.messages, spec, state.max_videos_per_request, owner)
+    inline = inline_videos(raw_request.state)  # data-URL videos already decoded off the event loop
+    prepared = await state.media.rewrite_messages(request.messages, spec, state.max_videos_per_request, owner, inline)
     return await answer(request, raw_request, prepared)
 
 

@@ -7,6 +7,9 @@ server answered. ``code`` is the HTTP status, as vLLM writes it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,6 +51,16 @@ class APIError(Exception):
         self.message = message
         self.param = param
         self.retry_after = retry_after
+
+
+@contextlib.contextmanager
+def naming(param: str) -> Iterator[None]:
+    """Video errors raised inside become :class:`APIError` naming ``param``, the request field that held the video
+    (one decode may serve several requests, each with its own field)."""
+    try:
+        yield
+    except VideoError as exc:
+        raise APIError(exc.status, str(exc), param) from exc
 
 
 def error_response(status: int, message: str, param: str | None = None, retry_after: int | None = None) -> JSONResponse:

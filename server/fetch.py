@@ -2,9 +2,11 @@
 
 Every hop of a redirect chain is checked: the scheme must be http(s), every address the host resolves to must
 be public (no loopback, private, link-local, CGNAT, multicast or reserved ranges) unless the operator allows
-private addresses, and after connecting the peer's address is checked again (a DNS answer that changes between
-the check and the connection cannot sneak through). The body is streamed against a byte cap and the whole
-fetch runs under one deadline.
+private addresses. The DNS answer is pinned per hop: the request connects to the address that was checked (the
+URL's host goes in the ``Host`` header and, for https, in SNI and the certificate check), so a host that
+rebinds its name between the check and the connection never gets a request into the private network; the
+connected peer is checked once more. The body is streamed against a byte cap and the whole fetch runs under one
+deadline.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import httpx
 from server.errors import APIError
 
 REDIRECTS = {301, 302, 303, 307, 308}
+PRIVATE_REFUSED = (
+    "URLs that resolve to private, loopback or link-local addresses are refused "
+    "(an operator can allow them with --allow-private-urls)."
+)
 
 
 @dataclass(frozen=True)
@@ -49,18 +55,36 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def _check_host(url: str, policy: FetchPolicy, param: str) -> None:
+async def _resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (one lookup: the answer the request will use)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def _checked_address(url: str, policy: FetchPolicy, param: str) -> str | None:
+    """The public address to connect to for ``url`` (None when private addresses are allowed: no pinning)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise APIError(400, "Only http(s) URLs with a host name can be fetched.", param)
     if policy.allow_private:
-        return
+        return None
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+        addresses = await _resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     except socket.gaierror as exc:
         raise APIError(400, f"The host {parts.hostname!r} could not be resolved.", param) from exc
-    if not infos or not all(_is_public(str(info[4][0])) for info in infos):
-        raise APIError(400, "URLs that resolve to private, loopback or link-local addresses are refused.", param)
+    if not addresses or not all(_is_public(address) for address in addresses):
+        raise APIError(400, PRIVATE_REFUSED, param)
+    return addresses[0]
+
+
+def _pinned_request(url: str, address: str | None) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
+    """(URL to connect to, headers, extensions): the checked address in the URL, the real host in ``Host`` and
+    in TLS (SNI and certificate verification)."""
+    target = httpx.URL(url)
+    if address is None:
+        return target, {}, {}
+    sni = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    return target.copy_with(host=address.split("%", 1)[0]), {"Host": target.netloc.decode("ascii")}, sni
 
 
 def _check_peer(response: httpx.Response, policy: FetchPolicy, param: str) -> None:
@@ -69,7 +93,7 @@ def _check_peer(response: httpx.Response, policy: FetchPolicy, param: str) -> No
     stream = response.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None
     if peer is None or not _is_public(str(peer[0])):
-        raise APIError(400, "URLs that resolve to private, loopback or link-local addresses are refused.", param)
+        raise APIError(400, PRIVATE_REFUSED, param)
 
 
 async def _read_capped(response: httpx.Response, policy: FetchPolicy, param: str) -> bytes:
@@ -89,8 +113,10 @@ async def fetch_bytes(client: httpx.AsyncClient, url: str, policy: FetchPolicy, 
     try:
         async with asyncio.timeout(policy.timeout_s):
             for _ in range(policy.max_redirects + 1):
-                await _check_host(url, policy, param)
-                async with client.stream("GET", url, follow_redirects=False) as response:
+                address = await _checked_address(url, policy, param)
+                target, headers, extensions = _pinned_request(url, address)
+                stream = client.stream("GET", target, headers=headers, extensions=extensions, follow_redirects=False)
+                async with stream as response:
                     _check_peer(response, policy, param)
                     if response.status_code in REDIRECTS and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])

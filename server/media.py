@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from server.errors import APIError
 from server.fetch import FetchPolicy, fetch_bytes
 from server.file_store import FileStore
 from server.metrics import UPLOAD_BYTES
-from server.protocol import VideoSampling
+from server.protocol import MIN_FRAMES, VideoSampling
 from server.settings import ServerSettings
 from server.video_prep import SamplingSpec, VideoPreparer
 
@@ -39,27 +39,53 @@ MAX_IMAGE_BYTES = 20 << 20
 class VideoBytes:
     """A video's bytes with their SHA-256 (computed once; uploads carry it from the upload)."""
 
-    data: bytes
+    data: bytes | bytearray
     digest: str
 
 
-def parse_data_url(url: str, max_bytes: int, param: str, accept: Callable[[str], bool]) -> bytes:
-    """Decoded bytes of a base64 ``data:`` URL; 415 for a MIME type ``accept`` refuses, 413 past ``max_bytes``."""
-    header, sep, payload = url[5:].partition(",")
-    if not sep:
+B64_CHUNK = 1 << 20  # base64 characters per step (a multiple of 4; ~4 ms each); see parse_data_url
+MAX_DATA_URL_HEADER = 1024
+
+
+def parse_data_url(url: str | bytes | memoryview, max_bytes: int, param: str, accept: Callable[[str], bool]) -> bytes:
+    """Decoded bytes of a base64 ``data:`` URL; 415 for a MIME type ``accept`` refuses, 413 past ``max_bytes``.
+
+    Decoded a few MB at a time: base64 decoding holds the GIL, so one large call in a worker thread would stall
+    the event loop as surely as decoding on it; between steps other threads (the loop) run."""
+    head = bytes(url[: MAX_DATA_URL_HEADER + 5]) if not isinstance(url, str) else url[: MAX_DATA_URL_HEADER + 5]
+    header_text = head.decode("latin-1") if isinstance(head, bytes) else head
+    comma = header_text.find(",")
+    if comma == -1:
         raise APIError(400, "Malformed data URL: no ',' separates the header from the data.", param)
-    mime, _, encoding = header.rpartition(";")
+    mime, _, encoding = header_text[5:comma].rpartition(";")
     if encoding.lower() != "base64":
         raise APIError(400, "Only base64 data URLs are supported.", param)
     mime = mime.partition(";")[0].strip().lower()
     if mime and not accept(mime):
         raise APIError(415, f"Unsupported media type {mime[:64]!r} for this part.", param)
-    if len(payload) * 3 // 4 > max_bytes:
+    if (len(url) - comma - 1) * 3 // 4 > max_bytes:
         raise APIError(413, f"The inline media exceeds the limit of {max_bytes} bytes.", param)
+    decoded = bytearray((len(url) - comma - 1) * 3 // 4)
+    filled = 0
     try:
-        return base64.b64decode(payload, validate=True)
+        for start in range(comma + 1, len(url), B64_CHUNK):
+            piece = base64.b64decode(url[start : start + B64_CHUNK], validate=True)
+            decoded[filled : filled + len(piece)] = piece
+            filled += len(piece)
     except (binascii.Error, ValueError) as exc:
         raise APIError(400, "The data URL's base64 payload is invalid.", param) from exc
+    del decoded[filled:]
+    return decoded
+
+
+def inline_video_bytes(url: str | bytes | bytearray | memoryview, max_bytes: int, param: str = "") -> bytearray:
+    """A video ``data:`` URL's bytes (415 for a non-video type, 413 past ``max_bytes``, saying where to go)."""
+    try:
+        return parse_data_url(url, max_bytes, param, _is_video_mime)
+    except APIError as exc:
+        if exc.status == 413:
+            raise APIError(413, exc.message + " Upload larger videos with POST /v1/files.", param) from exc
+        raise
 
 
 def _is_video_mime(mime: str) -> bool:
@@ -99,22 +125,29 @@ class MediaResolver:
         self.http = http
         self.max_images = 1
 
-    def sampling_spec(self, requested: VideoSampling | None, fps_param: str = "video_sampling.fps") -> SamplingSpec:
-        """The request's sampling with server defaults filled in; 400 when it asks for more than the caps."""
+    def sampling_spec(self, requested: VideoSampling | None, prefix: str = "video_sampling.") -> SamplingSpec:
+        """The request's sampling with server defaults filled in; 400 naming the field (``prefix`` + name) when
+        it asks for more than the caps or less than the model takes."""
         s = self.settings
         requested = requested or VideoSampling()
         if requested.num_frames is not None and requested.num_frames > s.max_num_frames:
-            raise APIError(400, f"num_frames may be at most {s.max_num_frames}.", "video_sampling.num_frames")
+            raise APIError(400, f"num_frames may be at most {s.max_num_frames}.", prefix + "num_frames")
+        if requested.num_frames is not None and requested.num_frames < MIN_FRAMES:
+            message = f"num_frames must be at least {MIN_FRAMES} (frame counts are rounded to an even number)."
+            raise APIError(400, message, prefix + "num_frames")
         if requested.max_pixels is not None and requested.max_pixels > s.max_pixels_per_frame:
-            raise APIError(400, f"max_pixels may be at most {s.max_pixels_per_frame}.", "video_sampling.max_pixels")
+            raise APIError(400, f"max_pixels may be at most {s.max_pixels_per_frame}.", prefix + "max_pixels")
+        if requested.max_pixels is not None and requested.max_pixels < s.min_pixels_per_frame:
+            message = f"max_pixels must be at least {s.min_pixels_per_frame} (this server's minimum pixels per frame)."
+            raise APIError(400, message, prefix + "max_pixels")
         if requested.fps is not None and requested.num_frames is not None:
-            raise APIError(400, "Give either num_frames or fps, not both.", "video_sampling")
+            raise APIError(400, "Give either num_frames or fps, not both.", prefix.rstrip(".") or "fps")
         strategy = requested.strategy or s.default_strategy
         if requested.fps is not None and strategy == "space_aware":
             # space-aware candidates are the seed's fixed count (--space-aware-candidates), never a rate
-            raise APIError(400, "fps applies to uniform sampling; space_aware takes num_frames.", fps_param)
+            raise APIError(400, "fps applies to uniform sampling; space_aware takes num_frames.", prefix + "fps")
         num_frames = None if requested.fps is not None else (requested.num_frames or s.default_num_frames)
-        self._check_fixed_size(requested)
+        self._check_fixed_size(requested, prefix)
         return SamplingSpec(
             strategy=strategy,
             num_frames=num_frames,
@@ -127,7 +160,7 @@ class MediaResolver:
             resized_width=requested.resized_width,
         )
 
-    def _check_fixed_size(self, requested: VideoSampling) -> None:
+    def _check_fixed_size(self, requested: VideoSampling, prefix: str) -> None:
         """400 unless ``resized_height``/``resized_width`` come together, alone (not with ``max_pixels``) and,
         rounded as qwen-vl-utils rounds them, within the per-frame pixel cap."""
         height, width = requested.resized_height, requested.resized_width
@@ -135,13 +168,13 @@ class MediaResolver:
             return
         if height is None or width is None:
             field = "resized_height" if height is None else "resized_width"
-            raise APIError(400, "Give resized_height and resized_width together.", f"video_sampling.{field}")
+            raise APIError(400, "Give resized_height and resized_width together.", prefix + field)
         if requested.max_pixels is not None:
-            raise APIError(400, "Give either max_pixels or resized_height/resized_width.", "video_sampling.max_pixels")
+            raise APIError(400, "Give either max_pixels or resized_height/resized_width.", prefix + "max_pixels")
         try:
             rounded_h, rounded_w = smart_resize(height, width)
         except VideoError as exc:
-            raise APIError(400, str(exc), "video_sampling.resized_height") from exc
+            raise APIError(400, str(exc), prefix + "resized_height") from exc
         cap = self.settings.max_pixels_per_frame
         if rounded_h * rounded_w > cap:
             field = "resized_height" if rounded_h >= rounded_w else "resized_width"
@@ -149,17 +182,26 @@ class MediaResolver:
                 400,
                 f"resized_height x resized_width rounds to {rounded_h}x{rounded_w} = {rounded_h * rounded_w} pixels; "
                 f"the server allows at most {cap} per frame.",
-                f"video_sampling.{field}",
+                prefix + field,
             )
 
-    async def video_bytes(self, url: str, param: str, owner: str = "") -> VideoBytes:
-        """The bytes behind a video reference (data URL, http(s) URL or ``owner``'s ``file-`` id)."""
+    async def video_bytes(
+        self, url: str, param: str, owner: str = "", inline: Mapping[str, bytes] | None = None
+    ) -> VideoBytes:
+        """The bytes behind a video reference (data URL, http(s) URL, ``owner``'s ``file-`` id, or a data URL
+        the body parser already decoded: ``inline``, see :mod:`server.inline_media`)."""
         s = self.settings
         if url.startswith("file-"):
-            stored, data = await asyncio.to_thread(self.files.read, url, owner)
+            try:
+                stored, data = await asyncio.to_thread(self.files.read, url, owner)
+            except APIError as exc:  # the store names its own field; here the field is the video part
+                raise APIError(exc.status, exc.message, param, exc.retry_after) from exc
             return VideoBytes(data, stored.sha256)
-        if url[:5].lower() == "data:":
-            data = await asyncio.to_thread(parse_data_url, url, s.max_video_bytes, param, _is_video_mime)
+        if inline and url in inline:
+            data = inline[url]
+            source = "data_url"
+        elif url[:5].lower() == "data:":
+            data = await asyncio.to_thread(inline_video_bytes, url, s.max_video_bytes, param)
             source = "data_url"
         elif url[:7].lower() == "http://" or url[:8].lower() == "https://":
             data = await fetch_bytes(self.http, url, self._policy(), param)
@@ -196,11 +238,16 @@ class MediaResolver:
         else:
             return None
         if not isinstance(url, str) or not url:
-            raise APIError(400, "A video part needs a URL or a file id.", param)
+            raise APIError(400, "A video part needs a URL or a file id.", f"{param}.{kind}")
         return url
 
     async def rewrite_messages(
-        self, messages: list[Any], spec: SamplingSpec, max_videos: int, owner: str = ""
+        self,
+        messages: list[Any],
+        spec: SamplingSpec,
+        max_videos: int,
+        owner: str = "",
+        inline: Mapping[str, bytes] | None = None,
     ) -> list[str]:
         """Replace each video part by a prepared-frame reference (in place); returns the references to release.
 
@@ -216,9 +263,9 @@ class MediaResolver:
             url = self._video_url_of(part, param)
             part.pop("uuid", None)  # cache identities are ours to derive from content, never a client's
             if url is not None:
-                videos.append((part, url, param))
+                videos.append((part, url, f"{param}.{part['type']}"))
             elif part.get("type") == "image_url":
-                images.append((part, param))
+                images.append((part, f"{param}.image_url"))
         if len(videos) > max_videos:
             raise APIError(400, f"A request may carry at most {max_videos} video(s).", "messages")
 
@@ -232,7 +279,7 @@ class MediaResolver:
             part["image_url"] = {"url": await self._inline_image(url, param)}
 
         async def prepare(url: str, param: str) -> PreparedVideo:
-            video = await self.video_bytes(url, param, owner)
+            video = await self.video_bytes(url, param, owner, inline)
             return await self.preparer.prepare(video.data, video.digest, spec, param)
 
         # Tokens are taken only once every video is ready, so a failure or a client leaving mid-way pins nothing.

@@ -151,21 +151,37 @@ class APIKeys:
         await self.app(scope, receive, send)
 
 
-class BodyLimit:
-    """Refuses bodies over ``max_bytes`` with a 413, from ``Content-Length`` before reading anything, or while
-    streaming when the client sends chunked data; nothing past the cap is buffered."""
+JSON_PATHS = ("/v1/chat/completions",)
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimit:
+    """Refuses bodies over their cap with a 413, from ``Content-Length`` before reading anything, or while
+    streaming when the client sends chunked data; nothing past the cap is buffered.
+
+    JSON routes get ``json_max_bytes`` (a data-URL video held in memory, parsed): bounded per request by
+    construction; multipart uploads get ``max_bytes``. The JSON 413 says where larger videos go."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, json_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.json_max_bytes = max_bytes if json_max_bytes is None else json_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        too_large = error_response(413, f"The request body exceeds the limit of {self.max_bytes} bytes.")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if route_path(scope) in JSON_PATHS:
+            cap = self.json_max_bytes
+            too_large = error_response(
+                413,
+                f"The request body exceeds the limit of {cap} bytes for JSON; upload larger videos with "
+                "POST /v1/files and refer to them by file id.",
+            )
+        else:
+            cap = self.max_bytes
+            too_large = error_response(413, f"The request body exceeds the limit of {cap} bytes.")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
             await too_large(scope, receive, send)
             return
         received = 0
@@ -176,7 +192,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > cap:
                     exceeded = True
                     raise _BodyTooLarge
             return message

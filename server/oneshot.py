@@ -18,7 +18,7 @@ from server.chat import ERROR_RESPONSES, answer, require_live_engine
 from server.errors import APIError
 from server.files_api import read_upload, strict_form
 from server.metrics import UPLOAD_BYTES
-from server.protocol import SpatialChatCompletionRequest, VideoSampling
+from server.protocol import MIN_FRAMES, SpatialChatCompletionRequest, VideoSampling
 
 router = APIRouter()
 
@@ -28,10 +28,10 @@ router = APIRouter()
 async def video_chat(
     raw_request: Request,
     video: Annotated[UploadFile, File(description="the video file")],
-    question: Annotated[str, Form(min_length=1, max_length=32_768)],
+    question: Annotated[str | None, Form(max_length=32_768)] = None,
     model: Annotated[str | None, Form()] = None,
     strategy: Annotated[Literal["uniform", "space_aware"] | None, Form()] = None,
-    num_frames: Annotated[int | None, Form(ge=1)] = None,
+    num_frames: Annotated[int | None, Form(ge=MIN_FRAMES)] = None,
     fps: Annotated[float | None, Form(gt=0)] = None,
     max_tokens: Annotated[int | None, Form(ge=1)] = None,
     temperature: Annotated[float | None, Form(ge=0)] = None,
@@ -40,10 +40,12 @@ async def video_chat(
 ):
     """Answer ``question`` about ``video``: an OpenAI chat completion (or its SSE stream)."""
     state = raw_request.app.state
+    if not question or not question.strip():  # FastAPI reads an empty form field as a missing one
+        raise APIError(422, "question: send a non-empty question as a form field (-F question=...).", "question")
     require_live_engine(raw_request)
+    spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps), prefix="")
     data = await read_upload(video, state.settings.max_video_bytes, "video")
     UPLOAD_BYTES.labels("oneshot").inc(len(data))
-    spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps), "fps")
     digest = await asyncio.to_thread(content_hash, data)
     prepared = state.prepared_videos.put(await state.preparer.prepare(data, digest, spec, "video"))
     try:

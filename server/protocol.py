@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
+from sampling.uniform import FRAME_FACTOR, VIDEO_MIN_PIXELS
+
+MIN_FRAMES = FRAME_FACTOR  # frame counts are rounded to even (qwen-vl-utils), so 1 would become 0
+
 
 class VideoSampling(BaseModel):
     """How frames are taken from each video of a request; unset fields take the server's defaults.
@@ -20,9 +24,14 @@ class VideoSampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: Literal["uniform", "space_aware"] | None = None
-    num_frames: int | None = Field(default=None, ge=1)
+    num_frames: int | None = Field(default=None, ge=MIN_FRAMES, description="frames per video, rounded to even")
     fps: float | None = Field(default=None, gt=0)
-    max_pixels: int | None = Field(default=None, ge=28 * 28, description="per-frame pixel budget, capped by the server")
+    max_pixels: int | None = Field(
+        default=None,
+        ge=VIDEO_MIN_PIXELS,
+        description="per-frame pixel budget: at least the server's minimum per frame (128*28*28 by default), "
+        "at most its cap",
+    )
     resized_height: int | None = Field(default=None, ge=1, description="fixed frame height (with resized_width)")
     resized_width: int | None = Field(default=None, ge=1, description="fixed frame width (with resized_height)")
 

@@ -43,6 +43,8 @@ class ServerSettings(BaseModel):
     max_pixels_per_frame: int = Field(768 * 28 * 28, description="largest frame area (pixels) after resizing")
     max_total_pixels: int = Field(int(128000 * 28 * 28 * 0.9), description="cap on all frames' pixels of one video")
     max_video_bytes: int = Field(512 * MiB, description="largest video a request may bring, in bytes")
+    # a 60 s phone clip is ~30-50 MB as a data URL; larger videos go through /v1/files
+    max_json_body_bytes: int = Field(96 * MiB, description="largest JSON chat body (data-URL videos); use /v1/files")
     max_video_duration_s: float = Field(3600.0, description="longest video a request may bring, in seconds")
     max_decoded_pixels: int = Field(128 * 1920 * 1080, description="cap on decoded pixels per video, candidates too")
     space_aware_candidates: int = Field(128, description="frames decoded as candidates for space-aware selection")

@@ -1,6 +1,8 @@
 """From video bytes to the frames the model sees: decode, sample (uniform or space-aware), cache.
 
-Decoding and resizing run in a worker pool under a deadline so the event loop never blocks; the VGGT pass of
+Uniform decoding runs in supervised decoder processes (:mod:`server.decode_pool`: one that hangs or crashes is
+replaced and its request gets a 503), space-aware candidate decoding and resizing in a thread pool, all under a
+deadline so the event loop never blocks; the VGGT pass of
 space-aware sampling runs in the geometry worker process (:mod:`server.geometry_worker`), the one owner of that
 GPU work. Space-aware sampling decodes each candidate once: the chosen frames are taken from the same decode.
 Results are cached by the video's SHA-256 and every sampling parameter (never by a name a client picks), so a
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +29,12 @@ from sampling.decode import VideoInfo, open_video
 from sampling.errors import VideoTooShortError
 from sampling.geometry import candidate_indices, preprocess_frames_uint8
 from sampling.limits import DecodeLimits
-from sampling.uniform import UniformSpec, resize_frames, resized_size, sample_uniform
+from sampling.uniform import UniformSpec, resize_frames, resized_size
 from server.connector import PreparedVideo
-from server.errors import APIError
+from server.decode_jobs import decode_uniform, start_worker, video_metadata
+from server.decode_jobs import probe as probe_video
+from server.decode_pool import DecodePool
+from server.errors import APIError, naming
 from server.geometry_worker import GeometryWorker
 from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS, SPACE_AWARE_STAGE_SECONDS
 from server.settings import ServerSettings
@@ -84,25 +89,12 @@ class _InFlight:
     waiters: int = 0
 
 
-def video_metadata(info: VideoInfo, indices: list[int], range_frames: int) -> dict[str, Any]:
-    """What vLLM's Qwen2.5-VL processor reads: sampled fps = len(indices) / total_num_frames * fps, which sets the
-    temporal M-RoPE step exactly as the seed's qwen-vl-utils ``video_sample_fps`` does."""
-    return {
-        "fps": info.fps,
-        "duration": info.duration_s,
-        "total_num_frames": range_frames,
-        "frames_indices": [int(i) for i in indices],
-        "video_backend": "decord",
-        "do_sample_frames": False,
-    }
-
-
-def frames_used(strategy: str, info: VideoInfo, indices: list[int], candidates: int | None = None) -> dict[str, Any]:
+def frames_used(strategy: str, fps: float, indices: list[int], candidates: int | None = None) -> dict[str, Any]:
     """The ``video_frames`` entry a chat answer carries: which frames the model was shown, and when they are."""
     used: dict[str, Any] = {
         "strategy": strategy,
         "indices": [int(i) for i in indices],
-        "timestamps_s": [round(int(i) / info.fps, 6) if info.fps > 0 else None for i in indices],
+        "timestamps_s": [round(int(i) / fps, 6) if fps > 0 else None for i in indices],
     }
     if candidates is not None:
         used["candidates"] = candidates
@@ -129,7 +121,11 @@ class VideoPreparer:
         self.cache: SamplingCache[PreparedVideo] = SamplingCache(
             settings.sampling_cache_bytes, sizeof=lambda video: max(1, video.frames.nbytes)
         )
-        self.pool = ThreadPoolExecutor(settings.media_workers, thread_name_prefix="video")
+        self.pool = ThreadPoolExecutor(settings.media_workers, thread_name_prefix="video")  # space-aware decoding
+        # uniform decoding, which can hang or crash on a hostile file, runs in supervised processes
+        self.decoder = DecodePool(
+            settings.media_workers, settings.decode_timeout_s, settings.retry_after_s, start_worker
+        )
         self.geometry = geometry
         self._in_flight: dict[str, _InFlight] = {}
 
@@ -150,7 +146,8 @@ class VideoPreparer:
         entry.waiters += 1
         try:
             # shielded: one client leaving does not cancel the work others wait for...
-            return await asyncio.shield(entry.task)
+            with naming(param):
+                return await asyncio.shield(entry.task)
         finally:
             entry.waiters -= 1
             if entry.waiters == 0 and not entry.task.done():
@@ -181,34 +178,35 @@ class VideoPreparer:
         if spec.strategy == "space_aware":
             video = await self._space_aware(data, spec, key, param)
         else:
-            video = await self._in_pool(param, self._prepare_uniform, data, spec, key)
+            video = await self._within_deadline(param, self._prepare_uniform(data, spec, key))
         self.cache.store(key, video)
         return video
 
-    async def _in_pool(self, param: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` in the media pool under the decode deadline (503 past it)."""
+    async def _within_deadline(self, param: str, work: Awaitable[Any]) -> Any:
+        """``work`` under the decode deadline: 503 past it (the server is too busy or the file too slow)."""
         limit = self.settings.decode_timeout_s
         try:
             async with asyncio.timeout(limit):
-                return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+                return await work
         except TimeoutError as exc:
-            # the server is too busy or the file too slow to decode: retryable, not the client's fault alone
             message = f"Preparing the video took longer than {limit:g} s; the server may be busy."
             raise APIError(503, message, param, retry_after=self.settings.retry_after_s) from exc
+
+    async def _in_pool(self, param: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the media thread pool under the decode deadline."""
+        return await self._within_deadline(param, asyncio.get_running_loop().run_in_executor(self.pool, fn, *args))
+
+    async def _prepare_uniform(self, data: bytes, spec: SamplingSpec, key: str) -> PreparedVideo:
+        try:
+            decoded = await self.decoder.run(decode_uniform, data, spec.uniform(), self.limits)
         except VideoTooShortError as exc:  # say which request field asks for fewer frames
             message = f"{exc} The frame count is video_sampling.num_frames (num_frames on /v1/video/chat)."
             raise APIError(400, message, "video_sampling.num_frames") from exc
-
-    def _prepare_uniform(self, data: bytes, spec: SamplingSpec, key: str) -> PreparedVideo:
-        started = time.perf_counter()
-        with open_video(data, self.limits) as video:
-            sampled = sample_uniform(video, spec.uniform())
-            info = video.info
-        DECODE_SECONDS.observe(time.perf_counter() - started)
-        indices = list(sampled.indices)
-        metadata = video_metadata(info, indices, sampled.range_frames)
-        SAMPLING_SECONDS.labels("uniform").observe(time.perf_counter() - started)
-        return _as_prepared(sampled.frames_uint8, metadata, key, frames_used("uniform", info, indices))
+        DECODE_SECONDS.observe(decoded.decode_s)
+        SAMPLING_SECONDS.labels("uniform").observe(decoded.decode_s)
+        metadata = decoded.metadata
+        used = frames_used("uniform", metadata["fps"], metadata["frames_indices"])
+        return PreparedVideo(decoded.frames, metadata, key, used)
 
     async def _space_aware(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
         if self.geometry is None:
@@ -249,21 +247,18 @@ class VideoPreparer:
         size = resized_size(len(indices), info.height, info.width, spec.uniform())
         pixels = resize_frames(candidates.frames[positions], size)
         SPACE_AWARE_STAGE_SECONDS.labels("resize").observe(time.perf_counter() - started)
-        used = frames_used("space_aware", info, indices, candidates=len(candidates.indices))
+        used = frames_used("space_aware", info.fps, indices, candidates=len(candidates.indices))
         return _as_prepared(pixels, video_metadata(info, indices, info.num_frames), key, used)
 
     async def probe(self, source: bytes | Path, param: str) -> VideoInfo:
-        """What the video is; the typed error when ``source`` (bytes or a path) is not a decodable video within
-        the limits."""
-        return await self._in_pool(param, self._probe_sync, source)
-
-    def _probe_sync(self, source: bytes | Path) -> VideoInfo:
-        with open_video(source, self.limits) as video:
-            video.frames([0])
-            return video.info
+        """What the video is; the typed error, naming ``param``, when ``source`` (bytes or a path) is not a
+        decodable video within the limits."""
+        with naming(param):
+            return await self.decoder.run(probe_video, source, self.limits)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.decoder.shutdown()
 
 
 def _log_background_failure(task: asyncio.Task[PreparedVideo]) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import openai
 
 
 def positive(text: str) -> int:
@@ -54,7 +57,12 @@ def run_options_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_to_exit_code(run_benchmark: Callable[[Any], Awaitable[Any]], print_summary: Callable, opts: Any) -> int:
-    """Run, print the summary, and exit 1 when some questions failed (running again retries them)."""
-    stats = asyncio.run(run_benchmark(opts))
+    """Run, print the summary, and exit 1 when some questions failed (running again retries them); a refused
+    key is one line that says what to pass (exit 2), not a traceback."""
+    try:
+        stats = asyncio.run(run_benchmark(opts))
+    except openai.AuthenticationError:
+        print(f"error: {opts.base_url} refused the API key; pass the server's key with --api-key", file=sys.stderr)
+        return 2
     print_summary(opts, stats)
     return 1 if stats.failed else 0

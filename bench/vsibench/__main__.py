@@ -67,6 +67,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def _run(args: argparse.Namespace) -> int:
+
     from bench.vsibench.runner import print_summary, run_benchmark
 
     return run_to_exit_code(run_benchmark, print_summary, run_options(args))
@@ -98,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         videos_help="folder with <dataset>/<scene_name>.mp4 (the unzipped videos)",
     )
     run.add_argument("--num-frames", type=positive, default=16, help="frames per video (default: 16, the seed's)")
-    run.add_argument("--strategy", choices=("uniform", "space_aware"), default="uniform")
+    run.add_argument(
+        "--strategy", choices=("uniform", "space_aware"), default="uniform", help="frame sampling (default: uniform)"
+    )
     run.add_argument("--max-tokens", type=positive, help="max new tokens (default: the seed's 1024)")
     run.set_defaults(func=_run)
     return parser

@@ -193,3 +193,15 @@ def test_space_aware_run_records_failures_and_retries_them(live, tmp_path: Path,
     assert chat_requests_served(live) - served == 4
     assert_seed_rows(json.loads((out / "results.json").read_text()), bench.rows)
     assert [len(ids) for ids in server_files(live, bench.scenes).values()] == [1, 1]
+
+
+def test_a_wrong_key_is_one_clear_line_not_a_traceback(live, mini: MiniBench, tmp_path: Path, capsys) -> None:
+    assert run_cli(live, mini, tmp_path / "nokey", "--api-key", "wrong", "--limit", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert "--api-key" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_help_shows_the_strategy_default(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "default: uniform" in capsys.readouterr().out

@@ -22,6 +22,7 @@ from sampling.errors import (
     EmptyVideoError,
     NotAVideoError,
     TooManyFramesError,
+    UnsupportedCodecError,
     VideoError,
     VideoTooLargeError,
     VideoTooLongError,
@@ -306,6 +307,16 @@ def test_bad_input_raises_its_typed_error(tmp_path: Path, name: str, as_path: bo
     assert message and str(tmp_path) not in message and "/" not in message and ".cc" not in message
 
 
+@pytest.mark.parametrize("name", ["av1.mp4", "av1.webm"])
+def test_a_codec_the_decoder_lacks_is_named(tmp_path: Path, name: str) -> None:
+    frames = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    data = encode_mp4(frames, tmp_path / name, codec="libsvtav1").read_bytes()
+    with pytest.raises(UnsupportedCodecError) as caught:
+        open_video(data)
+    assert "AV1" in str(caught.value) and "not supported" in str(caught.value)
+    assert caught.value.status == 415 and "no video stream" not in str(caught.value)
+
+
 def test_error_statuses_and_codes() -> None:
     expected = {
         NotAVideoError: 415,
@@ -315,6 +326,7 @@ def test_error_statuses_and_codes() -> None:
         VideoTooLongError: 400,
         DecodedPixelsExceededError: 413,
         TooManyFramesError: 400,
+        UnsupportedCodecError: 415,
     }
     for cls, status in expected.items():
         assert issubclass(cls, VideoError) and issubclass(cls, ValueError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,10 @@ def test_a_checkpoint_without_vggt_is_refused(tmp_path: Path) -> None:
     save_file({"model.embed_tokens.weight": torch.zeros(2, 2)}, bogus)
     with pytest.raises(ValueError, match="does not hold a VGGT"):
         GeometryNetwork.load(bogus)
+
+
+def test_preprocessing_raises_no_warning() -> None:
+    """Our own UserWarning (torch wrapping PIL's read-only array) once showed on the first space-aware request."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preprocess_frames(_frames(2, 42, 56))

@@ -19,9 +19,9 @@ from sampling.presample import seed_uniform_indices
 @pytest.fixture(scope="module")
 def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("videos")
-    for name, frames in (("scene0001", 12), ("scene0002", 20)):
+    for name, frames in (("scene0001.mp4", 12), ("scene0002.mp4", 20), ("scene0003.MOV", 10)):
         pixels = synthetic_video(frames=frames, height=64, width=96, seed=frames).permute(0, 2, 3, 1).numpy()
-        encode_mp4(np.ascontiguousarray(pixels), root / f"{name}.mp4", fps=4)
+        encode_mp4(np.ascontiguousarray(pixels), root / name, fps=4)
     (root / "notes.txt").write_text("not a video, and not *.mp4 either")
     (root / "broken.mp4").write_bytes(b"not really an mp4")
     return root
@@ -60,9 +60,37 @@ def test_space_aware_presample_with_checkpoint_weights(video_dir: Path, tmp_path
         "--weights",
         str(tiny_checkpoint),
     )
-    assert "2 video(s) written" in done.stdout, done.stderr[-2000:]
+    assert "3 video(s) written" in done.stdout, done.stderr[-2000:]
     for name, total in (("scene0001", 12), ("scene0002", 20)):
         files = sorted((tmp_path / "sa_sampling" / name).iterdir())
         assert 1 <= len(files) <= 4
         indices = [int(re.fullmatch(rf"{name}_frame_(\d{{6}})\.png", f.name).group(1)) for f in files]
         assert indices == sorted(set(indices)) and all(0 <= i < total for i in indices)
+
+
+def test_every_video_extension_is_read_and_other_files_are_named(video_dir: Path, tmp_path: Path) -> None:
+    done = _run(str(video_dir), str(tmp_path), "--num-frames", "8")  # default strategy: uniform, no weights
+    assert "3 video(s) written under" in done.stdout and "uniform_sampling" in done.stdout, done.stderr
+    assert len(list((tmp_path / "uniform_sampling" / "scene0003").iterdir())) == 8  # upper-case .MOV
+    assert "skipped notes.txt: not a video file name" in done.stderr
+    assert ".cc:" not in done.stderr and "moov atom" not in done.stderr  # decord's own log lines stay quiet
+
+
+def test_a_short_video_gets_a_warning(video_dir: Path, tmp_path: Path) -> None:
+    done = _run(str(video_dir), str(tmp_path), "--num-frames", "16")
+    assert "warning: scene0001.mp4 has only 12 of the 16 frames asked" in done.stderr
+    assert "warning: scene0003.MOV has only 10 of the 16 frames asked" in done.stderr
+    assert "scene0002.mp4 has only" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--num-frames", "1"), "at least 2"),
+        (("--strategy", "space_aware"), "needs --weights"),
+    ],
+)
+def test_bad_options_are_refused_in_one_line(video_dir: Path, tmp_path: Path, args: tuple[str, ...], says: str) -> None:
+    done = _run(str(video_dir), str(tmp_path), *args)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "uniform_sampling").exists() and not (tmp_path / "sa_sampling").exists()

@@ -67,6 +67,8 @@ def media(tmp_path_factory: pytest.TempPathFactory, room_video: Path) -> dict[st
         "long": _long_video(root / "long.mp4"),
         "oversized": good + b"\0" * (2 << 20),
         "audio_only": audio_only_mp4(root / "audio.m4a"),
+        "short": encode_mp4(np.zeros((3, 32, 32, 3), dtype=np.uint8), root / "short.mp4").read_bytes(),
+        "av1": encode_mp4(np.zeros((4, 64, 64, 3), dtype=np.uint8), root / "av1.mp4", codec="libsvtav1").read_bytes(),
     }
 
 
@@ -378,3 +380,65 @@ def test_a_failed_request_does_not_poison_the_next_one_on_the_same_video(live, m
     assert refused.status_code == 400
     accepted = _post(live, _chat(_b64(media["good"]), max_tokens=2, video_sampling=sampling))
     assert accepted.status_code == 200, accepted.text
+
+
+VIDEO_PART = "messages[0].content[0].video_url"
+FIELD_CASES: list[tuple[str, int, str, str, Callable]] = [
+    ("corrupt video", 400, VIDEO_PART, "damaged", lambda live, m: _post(live, _chat(_b64(m["corrupt"])))),
+    ("png as video", 415, VIDEO_PART, "PNG", lambda live, m: _post(live, _chat(_b64(m["png"])))),
+    ("AV1 video", 415, VIDEO_PART, "AV1", lambda live, m: _post(live, _chat(_b64(m["av1"])))),
+    ("short video", 400, VIDEO_PART, "frame", lambda live, m: _post(live, _chat(_b64(m["short"])))),
+    ("oversized data URL", 413, VIDEO_PART, "/v1/files", lambda live, m: _post(live, _chat(_b64(m["oversized"])))),
+    ("unknown file id", 404, VIDEO_PART, "No such file", lambda live, m: _post(live, _chat("file-" + "0" * 32))),
+    ("MIME type", 415, VIDEO_PART, "text/plain", lambda live, m: _post(live, _chat(_b64(m["good"], "text/plain")))),
+    (
+        "private URL",
+        400,
+        VIDEO_PART,
+        "--allow-private-urls",
+        lambda live, m: _post(live, _chat("http://10.0.0.1/room.mp4")),
+    ),
+    (
+        "one frame",
+        422,
+        "video_sampling.num_frames",
+        "2",
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"num_frames": 1})),
+    ),
+    (
+        "max_pixels below the minimum",
+        422,
+        "video_sampling.max_pixels",
+        "100352",
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"max_pixels": 50_000})),
+    ),
+    (
+        "one-shot empty question",
+        422,
+        "question",
+        "question",
+        lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], {"question": ""}),
+    ),
+    (
+        "one-shot frames above the cap",
+        400,
+        "num_frames",
+        "at most",
+        lambda live, m: _upload(live, "/v1/video/chat", "video", m["good"], {"question": "hi", "num_frames": "64"}),
+    ),
+    (
+        "one-shot PNG",
+        415,
+        "video",
+        "PNG",
+        lambda live, m: _upload(live, "/v1/video/chat", "video", m["png"], {"question": "hi"}),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "status", "param", "says", "send"), FIELD_CASES, ids=[c[0] for c in FIELD_CASES])
+def test_video_errors_name_the_request_field(live, media, name, status, param, says, send: Callable) -> None:
+    response = send(live, media)
+    error = response.json()["error"]
+    assert (response.status_code, error["param"]) == (status, param), f"{name}: {response.text[:500]}"
+    assert says in error["message"] and "nframes" not in error["message"] and "Field required" not in error["message"]

@@ -33,6 +33,12 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(3)
             self.send_response(200)
             self.end_headers()
+        elif self.path == "/host":
+            body = self.headers["Host"].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.path == "/missing":
             self.send_response(404)
             self.end_headers()
@@ -126,3 +132,38 @@ def test_redirect_into_private_network_is_refused(origin: str, monkeypatch: pyte
     policy = FetchPolicy(max_bytes=1 << 20, timeout_s=5)
     assert _fetch(f"{origin}/video", policy) == BODY
     assert _status(f"{origin}/to-metadata", policy) == 400
+
+
+def test_the_checked_address_is_the_one_connected_to(origin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: a name that answers a public address to the check and a private one a moment later. The
+    fetch resolves once per hop and connects to the address it checked, with the name in ``Host``."""
+    import server.fetch as fetch
+
+    port = origin.rsplit(":", 1)[1]
+    answers = iter([["127.0.0.1"], ["10.0.0.1"], ["10.0.0.1"]])  # what the rebinding name answers, in turn
+    lookups: list[str] = []
+
+    async def rebinding_resolve(host: str, _: int) -> list[str]:
+        lookups.append(host)
+        return next(answers)
+
+    real = fetch._is_public
+    monkeypatch.setattr(fetch, "_is_public", lambda address: address == "127.0.0.1" or real(address))
+    monkeypatch.setattr(fetch, "_resolve", rebinding_resolve)
+    policy = FetchPolicy(max_bytes=1 << 20, timeout_s=5)
+    assert _fetch(f"http://rebind.test:{port}/host", policy) == f"rebind.test:{port}".encode()
+    assert lookups == ["rebind.test"]  # nobody asked DNS again between the check and the connection
+    assert _status(f"http://rebind.test:{port}/host", policy) == 400  # the next answer is private: refused
+
+
+def test_https_keeps_the_host_name_for_sni_and_certificates() -> None:
+    from server.fetch import _pinned_request
+
+    target, headers, extensions = _pinned_request("https://videos.example.com:8443/a.mp4?x=1", "2001:db8::7")
+    assert str(target) == "https://[2001:db8::7]:8443/a.mp4?x=1"
+    assert headers == {"Host": "videos.example.com:8443"} and extensions == {"sni_hostname": "videos.example.com"}
+
+
+def test_private_refusal_names_the_option() -> None:
+    with pytest.raises(APIError, match="--allow-private-urls"):
+        _fetch("http://10.1.2.3/x.mp4", FetchPolicy(max_bytes=1 << 20, timeout_s=5))

@@ -11,6 +11,9 @@ import pytest
 from media import encode_mp4
 
 from sampling.cache import content_hash
+from server.errors import APIError
+from server.media import MediaResolver
+from server.protocol import VideoSampling
 from server.settings import ServerSettings
 from server.video_prep import SamplingSpec, VideoPreparer
 
@@ -30,9 +33,9 @@ def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeyp
     calls = []
     real = preparer._prepare_uniform
 
-    def counting(*args):
+    async def counting(*args):
         calls.append(args[2])
-        return real(*args)
+        return await real(*args)
 
     monkeypatch.setattr(preparer, "_prepare_uniform", counting)
     digest = content_hash(video)
@@ -52,18 +55,19 @@ def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeyp
     preparer.shutdown()
 
 
-def test_a_failure_reaches_every_waiter_and_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_reaches_every_waiter_naming_its_field_and_is_not_cached() -> None:
     from sampling.errors import NotAVideoError
 
     preparer = VideoPreparer(ServerSettings())
 
     async def scenario() -> list[BaseException | object]:
         return await asyncio.gather(
-            *(preparer.prepare(b"not a video" * 100, "d", _spec(), "v") for _ in range(3)), return_exceptions=True
+            *(preparer.prepare(b"not a video" * 100, "d", _spec(), f"v{i}") for i in range(3)), return_exceptions=True
         )
 
     results = asyncio.run(scenario())
-    assert all(isinstance(r, NotAVideoError) for r in results)
+    assert all(isinstance(r, APIError) and isinstance(r.__cause__, NotAVideoError) for r in results)
+    assert [(r.status, r.param) for r in results] == [(415, "v0"), (415, "v1"), (415, "v2")]  # type: ignore[union-attr]
     assert len(preparer.cache) == 0 and not preparer._in_flight
     preparer.shutdown()
 
@@ -86,3 +90,34 @@ def test_the_frames_field_goes_into_the_first_stream_chunk_only() -> None:
     assert json.loads(events[0][len("data: ") :]) == {**chunks[0], "video_frames": used}
     assert events[0].endswith("\n\n")
     assert events[1:] == [f"data: {json.dumps(chunks[1])}\n\n", "data: [DONE]\n\n"]
+
+
+@pytest.mark.parametrize(
+    ("sampling", "prefix", "param", "says"),
+    [
+        (VideoSampling.model_construct(num_frames=1), "video_sampling.", "video_sampling.num_frames", "at least 2"),
+        (VideoSampling(num_frames=65), "", "num_frames", "at most 64"),
+        (VideoSampling(max_pixels=150_000), "video_sampling.", "video_sampling.max_pixels", "at least 200000"),
+        (VideoSampling(num_frames=4, fps=1.0), "video_sampling.", "video_sampling", "either"),
+        (VideoSampling(num_frames=4, fps=1.0), "", "fps", "either"),
+    ],
+)
+def test_sampling_errors_name_the_request_field(sampling: VideoSampling, prefix: str, param: str, says: str) -> None:
+    resolver = MediaResolver(ServerSettings(min_pixels_per_frame=200_000), None, None, None, None)  # type: ignore[arg-type]
+    with pytest.raises(APIError) as caught:
+        resolver.sampling_spec(sampling, prefix)
+    assert caught.value.param == param and says in caught.value.message and "nframes" not in caught.value.message
+
+
+def test_the_schema_bounds_agree_with_the_server_defaults() -> None:
+    from pydantic import ValidationError
+
+    defaults = ServerSettings()
+    resolver = MediaResolver(defaults, None, None, None, None)  # type: ignore[arg-type]
+    schema = VideoSampling.model_json_schema()["properties"]
+    lowest_pixels = schema["max_pixels"]["anyOf"][0]["minimum"]
+    lowest_frames = schema["num_frames"]["anyOf"][0]["minimum"]
+    assert lowest_pixels == defaults.min_pixels_per_frame and lowest_frames == 2
+    resolver.sampling_spec(VideoSampling(max_pixels=lowest_pixels, num_frames=lowest_frames))  # accepted
+    with pytest.raises(ValidationError, match=str(lowest_pixels)):
+        VideoSampling(max_pixels=50_000)
