@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from model_plugin.connector import RMSNorm
+from model_plugin.spatial_encoder import aggregator_layer
+from model_plugin.vggt.aggregator import Aggregator
 
-IMAGES = "images"  # the media type whose frames are duplicated; the original passes "video" otherwise
+IMAGES, VIDEO = "images", "video"  # media types as the original passes them; only "images" duplicates frames
 
 
 def pack_pairs_of_blocks(
@@ -61,10 +63,23 @@ class VGGTEmbeddingMerger(nn.Module):
         self.temporal_merge_size = temporal_merge_size
         merged_dim = input_dim * spatial_merge_size**2 * temporal_merge_size
         self.token_merge_ln_q = RMSNorm(merged_dim, eps=1e-6)
-        self.token_merge_mlp = nn.Sequential(nn.Linear(merged_dim, merged_dim), nn.GELU(), nn.Linear(merged_dim, output_dim))
+        self.token_merge_mlp = nn.Sequential(
+            nn.Linear(merged_dim, merged_dim), nn.GELU(), nn.Linear(merged_dim, output_dim)
+        )
         self.vgg_to_language_ln_q = RMSNorm(output_dim, eps=1e-6)
         self.vgg_to_language_mlp = nn.Sequential(
             nn.Linear(output_dim, output_dim), nn.GELU(), nn.Linear(output_dim, output_dim)
+        )
+
+    @classmethod
+    def from_config(cls, config, vggt_config) -> VGGTEmbeddingMerger:
+        """Sizes as the original derives them: the aggregator's 2 x VGGT width in, the language width out."""
+        return cls(
+            input_dim=2 * vggt_config.embed_dim,
+            output_dim=config.text_config.hidden_size,
+            patch_size=vggt_config.patch_size,
+            spatial_merge_size=config.vision_config.spatial_merge_size,
+            temporal_merge_size=config.vision_config.temporal_patch_size,
         )
 
     def forward(
@@ -91,3 +106,19 @@ class VGGTEmbeddingMerger(nn.Module):
         )
         merged = self.token_merge_mlp(self.token_merge_ln_q(packed))
         return self.vgg_to_language_mlp(self.vgg_to_language_ln_q(merged))
+
+
+def merge_items(
+    aggregator: Aggregator, merger: VGGTEmbeddingMerger, frames: Sequence[torch.Tensor], *, images: bool
+) -> torch.Tensor:
+    """Per item [F, 3, H, W] frames in [0, 1] -> merger rows of all items [sum F'/2*H/28*W/28, D] in Qwen's order.
+
+    Each item is its own VGGT sequence (batch 1 in the original); same-shape items share one aggregator call.
+    """
+    layers, patch_start_idx = aggregator_layer(aggregator, frames, -1)
+    media_type = IMAGES if images else VIDEO
+    rows = [
+        merger([layer[None]], patch_start_idx, item.shape, media_type).flatten(0, -2)
+        for layer, item in zip(layers, frames, strict=True)
+    ]
+    return torch.cat(rows)
