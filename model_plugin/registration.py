@@ -5,10 +5,10 @@ idempotent and cheap: the model classes are registered as lazy ``"module:Class"`
 module touches neither CUDA nor vLLM's model code. vLLM picks the class from the config's ``architectures``,
 so a plain Qwen2.5-VL checkpoint (``Qwen2_5_VLForConditionalGeneration``) still gets vLLM's own class.
 
-| architecture | checkpoint | model_type | spatial keys |
-| --- | --- | --- | --- |
-| ``SpatialMLLMForConditionalGeneration`` (v1.1) | Diankun/Spatial-MLLM-v1.1-Instruct-135K | spatial-mllm | ``spatial_encoder.*``, ``connector.*`` |
-| ``Qwen2_5_VL_VGGTForConditionalGeneration`` (v1.0) | Diankun/Spatial-MLLM-subset-sft | qwen2_5_vl | ``vggt.*``, ``vggt_embedding_merger.*`` |
+- v1.1 ``SpatialMLLMForConditionalGeneration`` (Diankun/Spatial-MLLM-v1.1-Instruct-135K): model_type
+  ``spatial-mllm``, keys ``spatial_encoder.*`` and ``connector.*``;
+- v1.0 ``Qwen2_5_VL_VGGTForConditionalGeneration`` (Diankun/Spatial-MLLM-subset-sft): model_type ``qwen2_5_vl``,
+  keys ``vggt.*`` and ``vggt_embedding_merger.*``.
 """
 
 from __future__ import annotations
