@@ -20,9 +20,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from model_plugin.connector import MLPAddConnector
 from model_plugin.spatial_encoder import SpatialEncoder
-from model_plugin.vllm_base import SpatialQwen2_5_VL, denormalize_patches, heads_of, unpatchify
-
-__all__ = ["SpatialMLLMForConditionalGeneration", "denormalize_patches", "unpatchify"]
+from model_plugin.vllm_base import SpatialQwen2_5_VL, heads_of
 
 
 @MULTIMODAL_REGISTRY.register_processor(
