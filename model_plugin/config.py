@@ -89,8 +89,12 @@ def v1_0_vggt_config(config: PreTrainedConfig) -> VGGTSpatialEncoderConfig:
 
     The public v1.0 config has no VGGT entry; ``vggt_config`` is our extension for reduced test models.
     """
-    extra = getattr(config, "vggt_config", None) or {}
-    return VGGTSpatialEncoderConfig(**{k: v for k, v in extra.items() if k != "model_type"})
+    return vggt_config_from_dict(getattr(config, "vggt_config", None))
+
+
+def vggt_config_from_dict(entries: dict | None) -> VGGTSpatialEncoderConfig:
+    """A config.json entry describing VGGT (``spatial_config``, ``vggt_config``) -> its config; None: VGGT-1B."""
+    return VGGTSpatialEncoderConfig(**{k: v for k, v in (entries or {}).items() if k != "model_type"})
 
 
 def register_with_transformers() -> None:

@@ -77,3 +77,16 @@ def test_a_checkpoint_without_vggt_is_refused(tmp_path: Path) -> None:
     save_file({"model.embed_tokens.weight": torch.zeros(2, 2)}, bogus)
     with pytest.raises(ValueError, match="does not hold a VGGT"):
         GeometryNetwork.load(bogus)
+
+
+def test_v1_0_checkpoint_gives_its_vggt(tiny_checkpoint_v1_0: Path) -> None:
+    """A v1.0 checkpoint keeps VGGT under ``vggt.*``: the aggregator and point head come from there."""
+    from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration
+
+    network = GeometryNetwork.load(tiny_checkpoint_v1_0)
+    reference = Qwen2_5_VL_VGGTForConditionalGeneration.from_pretrained(tiny_checkpoint_v1_0).eval()
+    images = preprocess_frames(_frames(3, 42, 56, seed=3))
+    points, conf = network.world_points(images)
+    with torch.no_grad():
+        ref_points, ref_conf = reference.vggt.predict_world_points(images[None])
+    assert torch.equal(points, ref_points[0]) and torch.equal(conf, ref_conf[0])
