@@ -30,7 +30,7 @@ from bench.vsibench.dataset import (
     video_key,
     video_path,
 )
-from bench.vsibench.prompts import question_text
+from bench.vsibench.prompt_sets import PROMPT_SETS, served_prompt_set
 from bench.vsibench.schedule import VideoScheduler
 from bench.vsibench.scoring import NA_QUESTION_TYPES, calculate_metrics, score_row
 from bench.vsibench.store import RunDir
@@ -51,6 +51,7 @@ class RunOptions:
     api_key: str = "EMPTY"
     model: str | None = None
     decoding: Decoding = field(default_factory=Decoding)
+    prompts: str | None = None  # "v1.1" or "v1.0" (prompt_sets.PROMPT_SETS); None: the served architecture's
     max_retries: int = 8
     timeout_s: float = 600.0
     progress: bool = True
@@ -140,8 +141,10 @@ async def run_benchmark(opts: RunOptions) -> RunStats:
             live.add(row)
     try:
         model = await resolve_model(client, opts.model)
+        prompt_set = PROMPT_SETS[opts.prompts] if opts.prompts else await served_prompt_set(client, model)
         asker = QuestionAsker(client, model, opts.strategy, opts.num_frames, opts.decoding)
-        store.claim(asker.settings())
+        # v1.1 runs record no prompt set, so folders written before the switch existed still resume.
+        store.claim(asker.settings() | ({"prompts": prompt_set.name} if prompt_set.name != "v1.1" else {}))
         files = VideoFiles(client, store.load_files(), store.save_files, max_parallel_uploads=min(4, opts.concurrency))
         schedule = VideoScheduler(pending)
         bar = tqdm(
@@ -159,7 +162,7 @@ async def run_benchmark(opts: RunOptions) -> RunStats:
             path = located[key]
             if isinstance(path, Exception):
                 raise path
-            text = question_text(question)
+            text = prompt_set.question_text(question)
             file_id = await files.file_id(key, path)
             try:
                 reply = await asker.ask(file_id, text)
@@ -170,7 +173,7 @@ async def run_benchmark(opts: RunOptions) -> RunStats:
             stats.prompt_tokens += reply.prompt_tokens
             stats.cached_prompt_tokens += reply.cached_tokens
             stats.completion_tokens += reply.completion_tokens
-            return score_row(question, reply.text, text)
+            return score_row(question, reply.text, text, prompt_set.clean_text)
 
         async def worker() -> None:
             while (question := await schedule.next()) is not None:
