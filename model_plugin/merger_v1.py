@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from model_plugin.connector import RMSNorm
+from model_plugin.connector import RMSNorm, merge_blocks_view
 from model_plugin.spatial_encoder import aggregator_layer
 from model_plugin.vggt.aggregator import Aggregator
 
@@ -27,17 +27,7 @@ def pack_pairs_of_blocks(
     tokens: torch.Tensor, grid_h: int, grid_w: int, temporal_merge: int = 2, spatial_merge: int = 2
 ) -> torch.Tensor:
     """[B, F, h*w, C] patch tokens -> [B, F/t, h/s, w/s, t*s*s*C], columns ordered (tt, sh, sw, channel)."""
-    batch, frames, _, dim = tokens.shape
-    x = tokens.reshape(
-        batch,
-        frames // temporal_merge,
-        temporal_merge,
-        grid_h // spatial_merge,
-        spatial_merge,
-        grid_w // spatial_merge,
-        spatial_merge,
-        dim,
-    )
+    x = merge_blocks_view(tokens, grid_h, grid_w, temporal_merge, spatial_merge)
     # (b, t', tt, hb, sh, wb, sw, d) -> (b, t', hb, wb, tt, sh, sw, d)
     x = x.permute(0, 1, 3, 5, 2, 4, 6, 7)
     return x.reshape(*x.shape[:4], -1)

@@ -24,10 +24,21 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from vllm.config import VllmConfig
-from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
+from vllm.model_executor.models.qwen2_5_vl import (
+    Qwen2_5_VLDummyInputsBuilder,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLMultiModalProcessor,
+    Qwen2_5_VLProcessingInfo,
+)
 from vllm.model_executor.models.utils import AutoWeightsLoader
+from vllm.multimodal import MULTIMODAL_REGISTRY
 
 VIDEO, IMAGE = "video", "image"
+
+# Each architecture's class decorates itself with this: Qwen2.5-VL's own processor, info and dummy inputs.
+with_qwen2_5_vl_processor = MULTIMODAL_REGISTRY.register_processor(
+    Qwen2_5_VLMultiModalProcessor, info=Qwen2_5_VLProcessingInfo, dummy_inputs=Qwen2_5_VLDummyInputsBuilder
+)
 
 
 def unpatchify(patches: torch.Tensor, grid_thw: list[int], patch: int, temporal: int, merge: int) -> torch.Tensor:

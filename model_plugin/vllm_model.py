@@ -11,23 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from vllm.model_executor.models.qwen2_5_vl import (
-    Qwen2_5_VLDummyInputsBuilder,
-    Qwen2_5_VLMultiModalProcessor,
-    Qwen2_5_VLProcessingInfo,
-)
-from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from model_plugin.connector import MLPAddConnector
 from model_plugin.spatial_encoder import SpatialEncoder
-from model_plugin.vllm_base import SpatialQwen2_5_VL, heads_of
+from model_plugin.vllm_base import SpatialQwen2_5_VL, heads_of, with_qwen2_5_vl_processor
 
 
-@MULTIMODAL_REGISTRY.register_processor(
-    Qwen2_5_VLMultiModalProcessor,
-    info=Qwen2_5_VLProcessingInfo,
-    dummy_inputs=Qwen2_5_VLDummyInputsBuilder,
-)
+@with_qwen2_5_vl_processor
 class SpatialMLLMForConditionalGeneration(SpatialQwen2_5_VL):
     """vLLM's Qwen2.5-VL with ``spatial_encoder`` (VGGT aggregator only) and ``connector``."""
 

@@ -12,24 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from vllm.model_executor.models.qwen2_5_vl import (
-    Qwen2_5_VLDummyInputsBuilder,
-    Qwen2_5_VLMultiModalProcessor,
-    Qwen2_5_VLProcessingInfo,
-)
-from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from model_plugin.config import v1_0_vggt_config
 from model_plugin.merger_v1 import VGGTEmbeddingMerger, merge_items
 from model_plugin.spatial_encoder import build_vggt
-from model_plugin.vllm_base import IMAGE, SpatialQwen2_5_VL, heads_of
+from model_plugin.vllm_base import IMAGE, SpatialQwen2_5_VL, heads_of, with_qwen2_5_vl_processor
 
 
-@MULTIMODAL_REGISTRY.register_processor(
-    Qwen2_5_VLMultiModalProcessor,
-    info=Qwen2_5_VLProcessingInfo,
-    dummy_inputs=Qwen2_5_VLDummyInputsBuilder,
-)
+@with_qwen2_5_vl_processor
 class Qwen2_5_VL_VGGTForConditionalGeneration(SpatialQwen2_5_VL):
     """vLLM's Qwen2.5-VL with ``vggt`` (aggregator only) and ``vggt_embedding_merger``."""
 

@@ -7,12 +7,16 @@ Functions given to ``apply_model`` live at module level so they pickle by refere
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from model_plugin.reference.inference import build_inputs, identity_size_bounds
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model with functions of the tests
 
 MAX_TOKENS = 32
 FPS = 2.0

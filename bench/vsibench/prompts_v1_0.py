@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bench.vsibench.scoring import MCA_QUESTION_TYPES, NA_QUESTION_TYPES
+from bench.vsibench.prompts import compose
 
 MCA_SUFFIX = (
     " Please answer with the option's letter from the given choices (e.g., A, B, etc.) within the <answer> </answer>"
@@ -31,15 +31,11 @@ _LINE_BREAK_RULES = tuple(
 
 def question_text(sample: Mapping[str, Any]) -> str:
     """The text part of the user turn; ValueError for an unknown type or a multiple-choice row without options."""
-    question, qtype = sample["question"], sample["question_type"]
-    if qtype in MCA_QUESTION_TYPES:
-        options = sample.get("options") or []
-        if not options:
-            raise ValueError(f"question {sample.get('id')!r}: multiple-choice samples must include 'options'")
-        return f"{question}Options:\n" + "".join(f"{option}\n" for option in options) + MCA_SUFFIX
-    if qtype in NA_QUESTION_TYPES:
-        return question + NA_SUFFIX
-    raise ValueError(f"question {sample.get('id')!r}: unknown question type {qtype!r}")
+    return compose(
+        sample,
+        lambda question, options: f"{question}Options:\n" + "".join(f"{o}\n" for o in options) + MCA_SUFFIX,
+        lambda question: question + NA_SUFFIX,
+    )
 
 
 def clean_text(text: str) -> str:

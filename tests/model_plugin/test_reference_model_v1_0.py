@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference_checks import assert_generate_uses_the_fused_features, assert_spatial_features_reach_the_logits
 from safetensors import safe_open
 from transformers import AutoProcessor
 
@@ -76,21 +77,8 @@ def test_merger_output_is_added_to_the_video_embeddings(reference, processor) ->
 
 @pytest.mark.parametrize("frames", [2, 5])
 def test_generate_uses_the_fused_features(reference, processor, frames: int) -> None:
-    video = synthetic_video(frames=frames, height=56, width=84, seed=frames)
-    inputs = build_inputs(processor, [video], "How far is the door?")
-    with torch.no_grad():
-        last = reference(**inputs).logits[0, -1]
-        out = reference.generate(
-            **inputs, max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True
-        )
-    assert torch.allclose(out.logits[0][0], last, atol=1e-4), (out.logits[0][0] - last).abs().max()
+    assert_generate_uses_the_fused_features(reference, processor, frames)
 
 
 def test_spatial_features_reach_the_logits(reference, processor) -> None:
-    video = synthetic_video()
-    inputs = build_inputs(processor, [video], "How many chairs?")
-    with torch.no_grad():
-        base = reference(**inputs).logits[0]
-        inputs["video_tchw"] = [torch.flip(video, dims=[-1]).float() / 255.0]
-        moved = reference(**inputs).logits[0]
-    assert not torch.allclose(base, moved, atol=1e-4)
+    assert_spatial_features_reach_the_logits(reference, processor)

@@ -3,7 +3,6 @@ reuse, weight loading. One ``vllm.LLM`` engine for the whole module (engine star
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,6 @@ from vllm_parity import (
     parameter_count,
     video_parity,
 )
-
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model with local functions
 
 from model_plugin.reference import SpatialMLLMForConditionalGeneration
 from model_plugin.reference.demo import synthetic_video

@@ -3,24 +3,13 @@ parity with the v1.0 reference, encoder-cache reuse, weight loading. One ``vllm.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from vllm_parity import (
-    encoders_reused_on_repeat,
-    image_parity,
-    load_checkpoint,
-    make_llm,
-    parameter_count,
-    video_parity,
-)
-
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model with local functions
+import vllm_parity as parity
 
 from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration
 from model_plugin.reference.demo import synthetic_video
@@ -34,7 +23,7 @@ VIDEOS = [(4, 112, 140), (3, 84, 112), (16, 84, 56)]
 @pytest.fixture(scope="module")
 def llm(tiny_checkpoint_v1_0: Path):
     start = time.perf_counter()
-    engine = make_llm(tiny_checkpoint_v1_0)
+    engine = parity.make_llm(tiny_checkpoint_v1_0)
     print(f"\nv1.0 tiny engine start: {time.perf_counter() - start:.1f} s")
     yield engine
     del engine
@@ -59,7 +48,7 @@ def test_served_class_is_v1_0(llm) -> None:
 @pytest.mark.parametrize("shape", VIDEOS, ids=lambda s: "x".join(map(str, s)))
 def test_video_parity_with_reference(llm, reference, processor, shape) -> None:
     video = synthetic_video(frames=shape[0], height=shape[1], width=shape[2], seed=sum(shape))
-    max_diff, same_tokens = video_parity(llm, reference, processor, video, "How many chairs are in the room?")
+    max_diff, same_tokens = parity.video_parity(llm, reference, processor, video, "How many chairs are in the room?")
     print(f"\nv1.0 video {shape}: max prompt logprob difference {max_diff:.3g}")
     assert max_diff < 1e-3, f"max prompt logprob difference {max_diff:.3g}"
     assert same_tokens
@@ -68,20 +57,20 @@ def test_video_parity_with_reference(llm, reference, processor, shape) -> None:
 def test_image_parity_with_reference(llm, reference, processor) -> None:
     """An image is one VGGT frame whose tokens the merger duplicates, as the v1.0 original's images path."""
     image = synthetic_video(frames=1, height=112, width=84, seed=5)[0]
-    max_diff, same_tokens = image_parity(llm, reference, processor, image, "What is this?")
+    max_diff, same_tokens = parity.image_parity(llm, reference, processor, image, "What is this?")
     print(f"\nv1.0 image: max prompt logprob difference {max_diff:.3g}")
     assert max_diff < 1e-3, f"max prompt logprob difference {max_diff:.3g}"
     assert same_tokens
 
 
 def test_repeated_video_reuses_the_encoders(llm, processor) -> None:
-    assert encoders_reused_on_repeat(llm, processor, seed=42) == (True, True, True)
+    assert parity.encoders_reused_on_repeat(llm, processor, seed=42) == (True, True, True)
 
 
 def test_vggt_heads_are_skipped(llm, tiny_checkpoint_v1_0: Path) -> None:
     """The checkpoint holds camera, point and depth heads (and the original's track head): none is loaded."""
     track = {"vggt.track_head.feature_extractor.norm.weight": torch.ones(4)}
-    assert load_checkpoint(llm, tiny_checkpoint_v1_0, extra=track) == parameter_count(llm)
+    assert parity.load_checkpoint(llm, tiny_checkpoint_v1_0, extra=track) == parity.parameter_count(llm)
 
 
 @pytest.mark.parametrize(
@@ -89,4 +78,4 @@ def test_vggt_heads_are_skipped(llm, tiny_checkpoint_v1_0: Path) -> None:
 )
 def test_missing_spatial_weight_is_a_clear_error(llm, tiny_checkpoint_v1_0: Path, dropped: str) -> None:
     with pytest.raises(Exception, match="lacks Spatial-MLLM weights: " + re.escape(dropped)):
-        load_checkpoint(llm, tiny_checkpoint_v1_0, drop=dropped)
+        parity.load_checkpoint(llm, tiny_checkpoint_v1_0, drop=dropped)

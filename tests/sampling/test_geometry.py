@@ -50,13 +50,22 @@ def test_preprocess_output_range_and_shape() -> None:
         preprocess_frames(_frames(1, 48, 64).astype(np.float32))
 
 
-def test_points_match_the_reference_models_vggt(tiny_checkpoint: Path) -> None:
-    network = GeometryNetwork.load(tiny_checkpoint)
-    reference = SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
+@pytest.mark.parametrize("arch", ["v1.1", "v1.0"])
+def test_points_match_the_reference_models_vggt(request: pytest.FixtureRequest, arch: str) -> None:
+    """Both checkpoint layouts give their VGGT (v1.1 ``spatial_encoder.vggt_model.*``, v1.0 ``vggt.*``)."""
+    from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration
+
+    if arch == "v1.0":
+        checkpoint = request.getfixturevalue("tiny_checkpoint_v1_0")
+        vggt = Qwen2_5_VL_VGGTForConditionalGeneration.from_pretrained(checkpoint).eval().vggt
+    else:
+        checkpoint = request.getfixturevalue("tiny_checkpoint")
+        vggt = SpatialMLLMForConditionalGeneration.from_pretrained(checkpoint).eval().spatial_encoder.vggt_model
+    network = GeometryNetwork.load(checkpoint)
     images = preprocess_frames(_frames(3, 42, 56, seed=3))
     points, conf = network.world_points(images)
     with torch.no_grad():
-        ref_points, ref_conf = reference.spatial_encoder.vggt_model.predict_world_points(images[None])
+        ref_points, ref_conf = vggt.predict_world_points(images[None])
     assert points.shape == (3, *images.shape[2:], 3) and conf.shape == (3, *images.shape[2:])
     assert torch.equal(points, ref_points[0]) and torch.equal(conf, ref_conf[0])
 
@@ -77,16 +86,3 @@ def test_a_checkpoint_without_vggt_is_refused(tmp_path: Path) -> None:
     save_file({"model.embed_tokens.weight": torch.zeros(2, 2)}, bogus)
     with pytest.raises(ValueError, match="does not hold a VGGT"):
         GeometryNetwork.load(bogus)
-
-
-def test_v1_0_checkpoint_gives_its_vggt(tiny_checkpoint_v1_0: Path) -> None:
-    """A v1.0 checkpoint keeps VGGT under ``vggt.*``: the aggregator and point head come from there."""
-    from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration
-
-    network = GeometryNetwork.load(tiny_checkpoint_v1_0)
-    reference = Qwen2_5_VL_VGGTForConditionalGeneration.from_pretrained(tiny_checkpoint_v1_0).eval()
-    images = preprocess_frames(_frames(3, 42, 56, seed=3))
-    points, conf = network.world_points(images)
-    with torch.no_grad():
-        ref_points, ref_conf = reference.vggt.predict_world_points(images[None])
-    assert torch.equal(points, ref_points[0]) and torch.equal(conf, ref_conf[0])
