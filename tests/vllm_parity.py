@@ -122,6 +122,10 @@ def _spatial_encoder_calls_of(model) -> int:
     return model.spatial_encoder_calls
 
 
+def _class_name_of(model) -> str:
+    return type(model).__name__
+
+
 def _parameter_count_of(model) -> int:
     return sum(1 for _ in model.named_parameters())
 
@@ -149,6 +153,10 @@ def _load_into_fresh(model, path: str, drop: str | None, extra: dict | None) -> 
 
 def spatial_encoder_calls(llm) -> int:
     return llm.apply_model(_spatial_encoder_calls_of)[0]
+
+
+def served_class_name(llm) -> str:
+    return llm.apply_model(_class_name_of)[0]
 
 
 def parameter_count(llm) -> int:

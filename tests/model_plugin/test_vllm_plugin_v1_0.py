@@ -42,7 +42,7 @@ def processor(tiny_checkpoint_v1_0: Path):
 
 
 def test_served_class_is_v1_0(llm) -> None:
-    assert llm.apply_model(lambda model: type(model).__name__)[0] == "Qwen2_5_VL_VGGTForConditionalGeneration"
+    assert parity.served_class_name(llm) == "Qwen2_5_VL_VGGTForConditionalGeneration"
 
 
 @pytest.mark.parametrize("shape", VIDEOS, ids=lambda s: "x".join(map(str, s)))
