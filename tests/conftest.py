@@ -124,3 +124,11 @@ def tiny_checkpoint_v1_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model_plugin.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-spatial-mllm-v1.0"), seed=0, arch="v1.0")
+
+
+@pytest.fixture(scope="session")
+def processor(tiny_checkpoint: Path):
+    """The tiny checkpoints' Qwen2.5-VL processor (both architectures write the same tokenizer and processor)."""
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_checkpoint)

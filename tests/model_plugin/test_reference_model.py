@@ -9,7 +9,7 @@ import pytest
 import torch
 from reference_checks import assert_generate_uses_the_fused_features, assert_spatial_features_reach_the_logits
 from safetensors import safe_open
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model_plugin.reference import SpatialMLLMForConditionalGeneration
 from model_plugin.reference.demo import synthetic_video
@@ -36,11 +36,6 @@ def _checkpoint_keys(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def reference(tiny_checkpoint: Path) -> SpatialMLLMForConditionalGeneration:
     return SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint: Path):
-    return AutoProcessor.from_pretrained(tiny_checkpoint)
 
 
 def _logits(model, processor, videos, question="How many chairs?", **overrides) -> torch.Tensor:

@@ -9,7 +9,6 @@ import pytest
 import torch
 from reference_checks import assert_generate_uses_the_fused_features, assert_spatial_features_reach_the_logits
 from safetensors import safe_open
-from transformers import AutoProcessor
 
 from model_plugin.config import V1_0_ARCHITECTURE
 from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration
@@ -32,11 +31,6 @@ CHECKPOINT_PREFIXES = {
 @pytest.fixture(scope="module")
 def reference(tiny_checkpoint_v1_0: Path) -> Qwen2_5_VL_VGGTForConditionalGeneration:
     return Qwen2_5_VL_VGGTForConditionalGeneration.from_pretrained(tiny_checkpoint_v1_0).eval()
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint_v1_0: Path):
-    return AutoProcessor.from_pretrained(tiny_checkpoint_v1_0)
 
 
 def test_checkpoint_has_the_v1_0_layout(tiny_checkpoint_v1_0: Path) -> None:

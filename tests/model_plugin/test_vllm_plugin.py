@@ -39,13 +39,6 @@ def reference(tiny_checkpoint: Path):
     return SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
 
 
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint: Path):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(tiny_checkpoint)
-
-
 @pytest.mark.parametrize("shape", VIDEOS, ids=lambda s: "x".join(map(str, s)))
 def test_parity_with_reference(llm, reference, processor, shape) -> None:
     frames, height, width = shape

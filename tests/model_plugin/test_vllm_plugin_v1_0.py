@@ -34,13 +34,6 @@ def reference(tiny_checkpoint_v1_0: Path):
     return Qwen2_5_VL_VGGTForConditionalGeneration.from_pretrained(tiny_checkpoint_v1_0).eval()
 
 
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint_v1_0: Path):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(tiny_checkpoint_v1_0)
-
-
 def test_served_class_is_v1_0(llm) -> None:
     assert parity.served_class_name(llm) == "Qwen2_5_VL_VGGTForConditionalGeneration"
 
