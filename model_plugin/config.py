@@ -14,6 +14,7 @@ from typing import Any
 from transformers import AutoConfig, PreTrainedConfig, Qwen2_5_VLConfig
 
 SPATIAL_MLLM_MODEL_TYPE = "spatial-mllm"
+V1_0_ARCHITECTURE = "Qwen2_5_VL_VGGTForConditionalGeneration"  # Diankun/Spatial-MLLM-subset-sft (model_type qwen2_5_vl)
 SPATIAL_ENCODER_MODEL_TYPE = "vggt_spatial_encoder"
 MLP_ADD_CONNECTOR = "mlp_add"
 
@@ -81,6 +82,19 @@ class SpatialMLLMConfig(Qwen2_5_VLConfig):
     def spatial_embeds_layer_idx(self) -> int:
         """Index of the aggregator layer the connector reads (negative counts from the last)."""
         return int(self.connector_config["spatial_embeds_layer_idx"])
+
+
+def v1_0_vggt_config(config: PreTrainedConfig) -> VGGTSpatialEncoderConfig:
+    """The VGGT of a v1.0 checkpoint: ``VGGT()`` defaults (VGGT-1B), as the original builds it.
+
+    The public v1.0 config has no VGGT entry; ``vggt_config`` is our extension for reduced test models.
+    """
+    return vggt_config_from_dict(getattr(config, "vggt_config", None))
+
+
+def vggt_config_from_dict(entries: dict | None) -> VGGTSpatialEncoderConfig:
+    """A config.json entry describing VGGT (``spatial_config``, ``vggt_config``) -> its config; None: VGGT-1B."""
+    return VGGTSpatialEncoderConfig(**{k: v for k, v in (entries or {}).items() if k != "model_type"})
 
 
 def register_with_transformers() -> None:

@@ -31,12 +31,16 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
-def pack_spatial_tokens(
-    patch_tokens: torch.Tensor, grid_h: int, grid_w: int, temporal_merge: int = 2, spatial_merge: int = 2
+def merge_blocks_view(
+    patch_tokens: torch.Tensor, grid_h: int, grid_w: int, temporal_merge: int, spatial_merge: int
 ) -> torch.Tensor:
-    """[S, h*w, D] patch features of one video -> [S/t * h/s * w/s, s*s*D*t] rows in Qwen's token order."""
-    frames, _, dim = patch_tokens.shape
-    x = patch_tokens.reshape(
+    """[..., F, h*w, D] -> [..., F/t, t, h/s, s, w/s, s, D]: the frame pairs and 2x2 blocks Qwen merges, as axes.
+
+    Both connectors pack these axes into one row per LLM token; they differ only in the order of the columns.
+    """
+    *lead, frames, _, dim = patch_tokens.shape
+    return patch_tokens.reshape(
+        *lead,
         frames // temporal_merge,
         temporal_merge,
         grid_h // spatial_merge,
@@ -45,9 +49,17 @@ def pack_spatial_tokens(
         spatial_merge,
         dim,
     )
+
+
+def pack_spatial_tokens(
+    patch_tokens: torch.Tensor, grid_h: int, grid_w: int, temporal_merge: int = 2, spatial_merge: int = 2
+) -> torch.Tensor:
+    """[S, h*w, D] patch features of one video -> [S/t * h/s * w/s, s*s*D*t] rows in Qwen's token order."""
+    x = merge_blocks_view(patch_tokens, grid_h, grid_w, temporal_merge, spatial_merge)
     # (t', tt, hb, sh, wb, sw, d) -> (t', hb, wb, sh, sw, d, tt)
-    x = x.permute(0, 2, 4, 3, 5, 6, 1)
-    return x.reshape(-1, spatial_merge * spatial_merge * dim * temporal_merge)
+    return x.permute(0, 2, 4, 3, 5, 6, 1).reshape(
+        -1, spatial_merge * spatial_merge * patch_tokens.shape[-1] * temporal_merge
+    )
 
 
 def group_grid_rows(frame_counts: Sequence[int], grid_thw: torch.Tensor, temporal_merge: int) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from model_plugin.config import VGGTSpatialEncoderConfig
 from model_plugin.vggt import VGGT
+from model_plugin.vggt.aggregator import Aggregator
 
 
 def frames_to_unit_range(frames: torch.Tensor) -> torch.Tensor:
@@ -38,39 +39,51 @@ def pad_to_temporal_multiple(frames: torch.Tensor, temporal_patch_size: int) -> 
     return torch.cat([frames, pad], dim=0)
 
 
+def aggregator_layer(
+    aggregator: Aggregator, videos: Sequence[torch.Tensor], layer_idx: int
+) -> tuple[list[torch.Tensor], int]:
+    """Per video [T, 3, H, W] in [0, 1] -> (per video [T, P, 2C] of layer ``layer_idx``, patch_start_idx).
+
+    Videos of equal shape share one aggregator call (the frame/global attention is per sequence, so batching
+    changes nothing numerically); only the requested layer is kept.
+    """
+    dtype = next(aggregator.parameters()).dtype
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for i, video in enumerate(videos):
+        groups[tuple(video.shape)].append(i)
+    outputs: list[torch.Tensor | None] = [None] * len(videos)
+    patch_start_idx = aggregator.patch_start_idx
+    for indices in groups.values():
+        batch = torch.stack([videos[i] for i in indices]).to(dtype)
+        (layer,), patch_start_idx = aggregator(batch, layers=[layer_idx])
+        for row, i in enumerate(indices):
+            outputs[i] = layer[row]
+    return [o for o in outputs if o is not None], patch_start_idx
+
+
+def build_vggt(config: VGGTSpatialEncoderConfig, *, with_heads: bool) -> VGGT:
+    """VGGT of ``config``'s sizes: the aggregator, plus camera, point and depth heads when ``with_heads``."""
+    return VGGT(
+        img_size=config.img_size,
+        patch_size=config.patch_size,
+        embed_dim=config.embed_dim,
+        enable_camera=with_heads,
+        enable_point=with_heads,
+        enable_depth=with_heads,
+        aggregator_kwargs=config.aggregator_kwargs(),
+        camera_head_kwargs=config.camera_head_kwargs,
+        point_head_kwargs=config.point_head_kwargs,
+        depth_head_kwargs=config.depth_head_kwargs,
+    )
+
+
 class SpatialEncoder(nn.Module):
     """VGGT under the attribute name ``vggt_model``; runs same-shape videos as one batch."""
 
     def __init__(self, config: VGGTSpatialEncoderConfig, *, with_heads: bool) -> None:
         super().__init__()
-        self.vggt_model = VGGT(
-            img_size=config.img_size,
-            patch_size=config.patch_size,
-            embed_dim=config.embed_dim,
-            enable_camera=with_heads,
-            enable_point=with_heads,
-            enable_depth=with_heads,
-            aggregator_kwargs=config.aggregator_kwargs(),
-            camera_head_kwargs=config.camera_head_kwargs,
-            point_head_kwargs=config.point_head_kwargs,
-            depth_head_kwargs=config.depth_head_kwargs,
-        )
+        self.vggt_model = build_vggt(config, with_heads=with_heads)
 
     def forward(self, videos: Sequence[torch.Tensor], layer_idx: int) -> tuple[list[torch.Tensor], int]:
-        """Per video [T, 3, H, W] in [0, 1] -> per video [T, P, 2*embed_dim] of aggregator layer ``layer_idx``.
-
-        Videos of equal shape share one aggregator call (the frame/global attention is per sequence, so
-        batching changes nothing numerically); only the requested layer is kept.
-        """
-        dtype = next(self.vggt_model.aggregator.parameters()).dtype
-        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for i, video in enumerate(videos):
-            groups[tuple(video.shape)].append(i)
-        outputs: list[torch.Tensor | None] = [None] * len(videos)
-        patch_start_idx = 0
-        for indices in groups.values():
-            batch = torch.stack([videos[i] for i in indices]).to(dtype)
-            (layer,), patch_start_idx = self.vggt_model.aggregator(batch, layers=[layer_idx])
-            for row, i in enumerate(indices):
-                outputs[i] = layer[row]
-        return [o for o in outputs if o is not None], patch_start_idx
+        """Per video [T, 3, H, W] in [0, 1] -> per video [T, P, 2*embed_dim] of aggregator layer ``layer_idx``."""
+        return aggregator_layer(self.vggt_model.aggregator, videos, layer_idx)

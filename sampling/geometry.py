@@ -6,9 +6,9 @@ when taller, and divided by 255. Only the aggregator layers the point head reads
 head runs ``frames_chunk_size`` frames at a time; global attention spans all candidates, so the aggregator
 itself cannot be chunked over frames.
 
-Weights come from the served Spatial-MLLM checkpoint (``spatial_encoder.vggt_model.*``: the encoder was frozen
-in training, so its heads are VGGT-1B's) or from a standalone VGGT safetensors file (``aggregator.*``,
-``point_head.*``, ...).
+Weights come from the served Spatial-MLLM checkpoint (v1.1 ``spatial_encoder.vggt_model.*``, v1.0 ``vggt.*``: the
+encoder was frozen in training, so its heads are VGGT-1B's) or from a standalone VGGT safetensors file
+(``aggregator.*``, ``point_head.*``, ...).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from model_plugin.config import VGGTSpatialEncoderConfig
+from model_plugin.config import V1_0_ARCHITECTURE, VGGTSpatialEncoderConfig, vggt_config_from_dict
 from model_plugin.vggt import VGGT
 
 VGGT_INPUT_WIDTH = 518
 VGGT_PATCH = 14
 CHECKPOINT_PREFIX = "spatial_encoder.vggt_model."
+V1_0_CHECKPOINT_PREFIX = "vggt."
 NEEDED_PARTS = ("aggregator.", "point_head.")
 
 
@@ -77,13 +78,20 @@ def preprocess_frames_uint8(frames: np.ndarray) -> torch.Tensor:
     return images
 
 
+def checkpoint_vggt(config: dict) -> tuple[VGGTSpatialEncoderConfig, str]:
+    """The VGGT sizes and key prefix of a Spatial-MLLM checkpoint's config.json: v1.0 (``vggt.*``, ``VGGT()``
+    defaults unless our ``vggt_config`` says otherwise) or v1.1 (``spatial_encoder.vggt_model.*``)."""
+    if V1_0_ARCHITECTURE in config.get("architectures", []):
+        return vggt_config_from_dict(config.get("vggt_config")), V1_0_CHECKPOINT_PREFIX
+    return vggt_config_from_dict(config.get("spatial_config")), CHECKPOINT_PREFIX
+
+
 def source_config(source: Path) -> tuple[VGGTSpatialEncoderConfig, str]:
-    """(VGGT sizes, key prefix) of a Spatial-MLLM checkpoint directory (its ``spatial_config``) or of a
-    standalone VGGT file (VGGT-1B sizes, no prefix)."""
+    """(VGGT sizes, key prefix) of a Spatial-MLLM checkpoint directory (v1.0 or v1.1, see
+    :func:`checkpoint_vggt`) or of a standalone VGGT file (VGGT-1B sizes, no prefix)."""
     config_file = source / "config.json" if source.is_dir() else None
     if config_file is not None and config_file.exists():
-        spatial = json.loads(config_file.read_text()).get("spatial_config", {})
-        return VGGTSpatialEncoderConfig(**{k: v for k, v in spatial.items() if k != "model_type"}), CHECKPOINT_PREFIX
+        return checkpoint_vggt(json.loads(config_file.read_text()))
     return VGGTSpatialEncoderConfig(), ""
 
 
@@ -121,8 +129,8 @@ class GeometryNetwork:
         dtype: torch.dtype = torch.float32,
         config: VGGTSpatialEncoderConfig | None = None,
     ) -> GeometryNetwork:
-        """From a Spatial-MLLM checkpoint directory (its ``spatial_config`` gives the sizes) or a standalone
-        VGGT safetensors file (VGGT-1B sizes unless ``config`` says otherwise)."""
+        """From a Spatial-MLLM checkpoint directory of either architecture (its config gives the sizes) or a
+        standalone VGGT safetensors file (VGGT-1B sizes unless ``config`` says otherwise)."""
         source = Path(source)
         found, prefix = source_config(source)
         config = config or found

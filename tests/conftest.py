@@ -133,3 +133,19 @@ def room_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     frames = synthetic_video(frames=24, height=112, width=140, seed=3).permute(0, 2, 3, 1).numpy()
     return encode_mp4(np.ascontiguousarray(frames), tmp_path_factory.mktemp("media") / "room.mp4", fps=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_v1_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny v1.0 (``Qwen2_5_VL_VGGTForConditionalGeneration``) checkpoint, 4.51 layout, seed 0."""
+    from model_plugin.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-spatial-mllm-v1.0"), seed=0, arch="v1.0")
+
+
+@pytest.fixture(scope="session")
+def processor(tiny_checkpoint: Path):
+    """The tiny checkpoints' Qwen2.5-VL processor (both architectures write the same tokenizer and processor)."""
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_checkpoint)

@@ -75,6 +75,7 @@ class EvalSettings:
     concurrency: int = 16
     limit: int | None = None
     progress: bool = True
+    recorded: Mapping[str, Any] = field(default_factory=dict)  # more settings a resumed run must share
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,7 +153,7 @@ async def run_questions(
             live.add(row)
     model = await resolve_model(client, settings.model)
     asker = QuestionAsker(client, model, settings.sampling, settings.decoding)
-    store.claim(asker.settings())
+    store.claim(asker.settings() | dict(settings.recorded))
     files = VideoFiles(client, store.load_files(), store.save_files, max_parallel_uploads=min(4, settings.concurrency))
     schedule = VideoScheduler(pending, benchmark.video_key)
     bar = tqdm(
@@ -232,7 +233,11 @@ async def run_questions(
 
 
 async def evaluate(
-    opts: RunOptions, benchmark: Benchmark, questions: Sequence[Question], sampling: Mapping[str, Any]
+    opts: RunOptions,
+    benchmark: Benchmark,
+    questions: Sequence[Question],
+    sampling: Mapping[str, Any],
+    recorded: Mapping[str, Any] | None = None,
 ) -> RunStats:
     """:func:`run_questions` with a client for ``opts``' server, closed afterwards."""
     settings = EvalSettings(
@@ -243,6 +248,7 @@ async def evaluate(
         concurrency=opts.concurrency,
         limit=opts.limit,
         progress=opts.progress,
+        recorded=recorded or {},
     )
     client = make_client(opts.base_url, opts.api_key, opts.max_retries, opts.timeout_s)
     try:

@@ -1,10 +1,10 @@
 """VSI-Bench command line.
 
-    python -m bench.vsibench score RESULTS_JSON [--out METRICS_JSON] [--stored-rewards]
+    python -m bench.vsibench score RESULTS_JSON [--out METRICS_JSON] [--stored-rewards] [--prompts {v1.1,v1.0}]
     python -m bench.vsibench table A.json [NAME=B.json ...] [--per-type]
     python -m bench.vsibench run --base-url URL --annotations DIR --videos DIR --out OUT_DIR
         [--num-frames 16] [--strategy {uniform,space_aware}] [--concurrency N] [--limit N] [--api-key K]
-        [--model NAME] [--max-tokens 1024]
+        [--model NAME] [--max-tokens 1024] [--prompts {v1.1,v1.0}]
 
 ``score`` re-scores every row from its sample and model output (so a results file from any source is scored
 with one set of rules) and prints the metrics JSON; ``--stored-rewards`` instead aggregates the rewards
@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 def _score(args: argparse.Namespace) -> int:
     results = json.loads(Path(args.results).read_text())
     if not args.stored_rewards:
-        rescored = rescore(results)
+        from bench.vsibench.prompt_sets import PROMPT_SETS
+
+        rescored = rescore(results, PROMPT_SETS[args.prompts].clean_text)
         changed = sum(
             1 for old, new in zip(results, rescored, strict=True) if "reward" in old and old["reward"] != new["reward"]
         )
@@ -63,6 +65,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         num_frames=args.num_frames,
         decoding=decoding,
         **run_options_kwargs(args),
+        prompts=args.prompts,
     )
 
 
@@ -85,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="aggregate the rows' stored rewards instead of re-scoring",
     )
+    score.add_argument(
+        "--prompts", choices=("v1.1", "v1.0"), default="v1.1", help="whose answer extraction (default: v1.1)"
+    )
     score.set_defaults(func=_score)
 
     table = sub.add_parser("table", help="markdown table from metrics JSON files")
@@ -101,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-frames", type=positive, default=16, help="frames per video (default: 16, the seed's)")
     run.add_argument(
         "--strategy", choices=("uniform", "space_aware"), default="uniform", help="frame sampling (default: uniform)"
+    )
+    run.add_argument(
+        "--prompts",
+        choices=("v1.1", "v1.0"),
+        help="whose VSI-Bench prompts and answer extraction (default: the served model's architecture's)",
     )
     run.add_argument("--max-tokens", type=positive, help="max new tokens (default: the seed's 1024)")
     run.set_defaults(func=_run)

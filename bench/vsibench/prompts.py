@@ -9,7 +9,7 @@ processor did.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bench.vsibench.scoring import MCA_QUESTION_TYPES, NA_QUESTION_TYPES
@@ -18,14 +18,28 @@ MCA_SUFFIX = "Answer with the option's letter from the given choices directly."
 NA_SUFFIX = "Please answer the question using a single word or phrase."
 
 
-def question_text(sample: Mapping[str, Any]) -> str:
-    """The text part of the user turn; ValueError for an unknown type or a multiple-choice row without options."""
+def compose(
+    sample: Mapping[str, Any],
+    multiple_choice: Callable[[str, Sequence[str]], str],
+    numeric: Callable[[str], str],
+) -> str:
+    """The text part of the user turn in one evaluation's wording (``multiple_choice(question, options)`` or
+    ``numeric(question)``); ValueError for an unknown type or a multiple-choice row without options."""
     question, qtype = sample["question"], sample["question_type"]
     if qtype in MCA_QUESTION_TYPES:
         options = sample.get("options") or []
         if not options:
             raise ValueError(f"question {sample.get('id')!r}: multiple-choice samples must include 'options'")
-        return f"{question}\nOptions:\n" + "\n".join(options) + f"\n{MCA_SUFFIX}"
+        return multiple_choice(question, options)
     if qtype in NA_QUESTION_TYPES:
-        return f"{question}\n{NA_SUFFIX}"
+        return numeric(question)
     raise ValueError(f"question {sample.get('id')!r}: unknown question type {qtype!r}")
+
+
+def question_text(sample: Mapping[str, Any]) -> str:
+    """The seed's wording (see the module docstring)."""
+    return compose(
+        sample,
+        lambda question, options: f"{question}\nOptions:\n" + "\n".join(options) + f"\n{MCA_SUFFIX}",
+        lambda question: f"{question}\n{NA_SUFFIX}",
+    )

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.eval_runner import runner as shared
+from bench.eval_runner.client import make_client, resolve_model
 from bench.eval_runner.runner import RunStats
 from bench.vsibench.dataset import FrameFoldersUnsupported, load_questions, question_key, video_key, video_path
-from bench.vsibench.prompts import question_text
+from bench.vsibench.prompt_sets import PROMPT_SETS, PromptSet, served_prompt_set
 from bench.vsibench.scoring import NA_QUESTION_TYPES, calculate_metrics, score_row
 from bench.vsibench.store import RunDir, row_key
 from bench.vsibench.table import metrics_table
@@ -25,6 +26,7 @@ from bench.vsibench.table import metrics_table
 class RunOptions(shared.RunOptions):
     strategy: str = "uniform"
     num_frames: int = 16
+    prompts: str | None = None  # "v1.1" or "v1.0" (prompt_sets.PROMPT_SETS); None: the served architecture's
 
 
 class LiveScore:
@@ -57,6 +59,7 @@ class VSIBench:
 
     videos: Path
     label: str
+    prompt_set: PromptSet = PROMPT_SETS["v1.1"]
     video_layout: str = "<dataset>/<scene_name>.mp4"
 
     def question_key(self, question: dict[str, Any]) -> str:
@@ -75,10 +78,10 @@ class VSIBench:
             raise SystemExit(str(exc)) from exc
 
     def prompt(self, question: dict[str, Any]) -> str:
-        return question_text(question)
+        return self.prompt_set.question_text(question)
 
     def result_row(self, question: dict[str, Any], output: str, prompt: str) -> dict[str, Any]:
-        return score_row(question, output, prompt)
+        return score_row(question, output, prompt, self.prompt_set.clean_text)
 
     def metrics(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return calculate_metrics(rows)
@@ -90,9 +93,26 @@ class VSIBench:
 async def run_benchmark(opts: RunOptions) -> RunStats:
     """Ask every not-yet-answered question, then write results.json and metrics.json for the evaluated set."""
     questions = load_questions(opts.annotations, opts.limit)
-    benchmark = VSIBench(opts.videos, label=f"VSI-Bench {opts.strategy} {opts.num_frames}f")
+    prompt_set = await pick_prompt_set(opts)
+    label = f"VSI-Bench {opts.strategy} {opts.num_frames}f" + (
+        f" ({prompt_set.name})" if prompt_set.name != "v1.1" else ""
+    )
+    benchmark = VSIBench(opts.videos, label=label, prompt_set=prompt_set)
     sampling = {"strategy": opts.strategy, "num_frames": opts.num_frames}
-    return await shared.evaluate(opts, benchmark, questions, sampling)
+    # v1.1 runs record no prompt set, so folders written before the switch existed still resume
+    recorded = {"prompts": prompt_set.name} if prompt_set.name != "v1.1" else {}
+    return await shared.evaluate(opts, benchmark, questions, sampling, recorded)
+
+
+async def pick_prompt_set(opts: RunOptions) -> PromptSet:
+    """``--prompts``, or the prompt set of the served model's architecture."""
+    if opts.prompts:
+        return PROMPT_SETS[opts.prompts]
+    client = make_client(opts.base_url, opts.api_key, opts.max_retries, opts.timeout_s)
+    try:
+        return await served_prompt_set(client, await resolve_model(client, opts.model))
+    finally:
+        await client.close()
 
 
 def print_summary(opts: RunOptions, stats: RunStats, out: TextIO | None = None) -> None:

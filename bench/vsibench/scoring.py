@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -95,10 +95,13 @@ def vsi_reward(clean_gt: str, clean_pred: str, question_type: str) -> float:
     raise ValueError(f"Unsupported question type: {question_type}")
 
 
-def score_row(sample: Mapping[str, Any], model_output: str, prompt: str = "") -> dict[str, Any]:
-    """One results row in the reference's format (what its ``postprocess_batch`` appends)."""
-    clean_pred = clean_text(model_output)
-    clean_gt = clean_text(sample.get("ground_truth", ""))
+def score_row(
+    sample: Mapping[str, Any], model_output: str, prompt: str = "", clean: Callable[[str], str] = clean_text
+) -> dict[str, Any]:
+    """One results row in the reference's format (what its ``postprocess_batch`` appends); ``clean`` is the
+    answer extraction of the evaluation being reproduced (v1.1's by default)."""
+    clean_pred = clean(model_output)
+    clean_gt = clean(sample.get("ground_truth", ""))
     reward = vsi_reward(clean_gt, clean_pred, sample["question_type"])
     return {
         "sample": dict(sample),
@@ -111,9 +114,9 @@ def score_row(sample: Mapping[str, Any], model_output: str, prompt: str = "") ->
     }
 
 
-def rescore(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def rescore(results: Iterable[Mapping[str, Any]], clean: Callable[[str], str] = clean_text) -> list[dict[str, Any]]:
     """Recompute cleaned strings and rewards of stored rows from their sample and model output."""
-    return [score_row(row["sample"], row["model_output"], row.get("prompt", "")) for row in results]
+    return [score_row(row["sample"], row["model_output"], row.get("prompt", ""), clean) for row in results]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from transformers.conversion_mapping import (
 )
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from model_plugin.config import SpatialMLLMConfig
+from model_plugin.config import V1_0_ARCHITECTURE, SpatialMLLMConfig
 from model_plugin.connector import MLPAddConnector
 from model_plugin.reference.mrope import Qwen2_5_VLModelSeedPositions
 from model_plugin.spatial_encoder import SpatialEncoder, frames_to_unit_range, pad_to_temporal_multiple
@@ -31,35 +31,42 @@ from model_plugin.spatial_encoder import SpatialEncoder, frames_to_unit_range, p
 def _register_legacy_key_layout() -> None:
     """Let ``from_pretrained`` read the transformers 4.51 layout (``visual.*``, ``model.*``) of the public
     checkpoints, with the same renamings transformers applies to plain Qwen2.5-VL."""
-    name = "SpatialMLLMForConditionalGeneration"
-    if get_checkpoint_conversion_mapping(name) is None:
-        register_checkpoint_conversion_mapping(
-            name, get_checkpoint_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
-        )
+    for name in ("SpatialMLLMForConditionalGeneration", V1_0_ARCHITECTURE):
+        if get_checkpoint_conversion_mapping(name) is None:
+            register_checkpoint_conversion_mapping(
+                name, get_checkpoint_conversion_mapping("Qwen2_5_VLForConditionalGeneration")
+            )
 
 
 _register_legacy_key_layout()
 
 
-class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
-    """Qwen2.5-VL + ``spatial_encoder`` (VGGT with heads) + ``connector``, keys as the public checkpoints."""
+class SpatialReferenceBase(Qwen2_5_VLForConditionalGeneration):
+    """Qwen2.5-VL (seed M-RoPE rule) whose visual embeddings get ``spatial_delta`` of the same frames added.
 
-    config_class = SpatialMLLMConfig
-    _keys_to_ignore_on_load_unexpected = [r"^spatial_encoder\.vggt_model\.track_head\."]  # noqa: RUF012
+    Subclasses build their spatial modules (``build_spatial_modules``) and compute the delta per visual token.
+    """
 
-    def __init__(self, config: SpatialMLLMConfig) -> None:
+    def __init__(self, config) -> None:
         # Qwen2_5_VLForConditionalGeneration.__init__ with the inner model that keeps the seed's M-RoPE rule.
         super(Qwen2_5_VLForConditionalGeneration, self).__init__(config)
         self.model = Qwen2_5_VLModelSeedPositions(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
-        self.spatial_encoder = SpatialEncoder(config.spatial_config, with_heads=True)
-        self.connector = MLPAddConnector.from_config(config)
+        self.build_spatial_modules(config)
         self.post_init()
 
+    def build_spatial_modules(self, config) -> None:
+        """Assign the spatial encoder and connector modules (names as the checkpoint's prefixes)."""
+        raise NotImplementedError
+
+    def spatial_delta(self, frames: Sequence[torch.Tensor], grid_thw: torch.Tensor, modality: str) -> torch.Tensor:
+        """Per item [T, 3, H, W] frames in [0, 1] (T padded to the temporal patch) -> rows to add, Qwen's order."""
+        raise NotImplementedError
+
     def fuse_visual_features(
-        self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, frames: Sequence[torch.Tensor]
+        self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, frames: Sequence[torch.Tensor], modality: str
     ) -> BaseModelOutputWithPooling:
-        """Qwen ViT embeddings + connector(VGGT layer) for each video, split per video like Qwen's own."""
+        """Qwen ViT embeddings + the spatial delta for each item, split per item like Qwen's own."""
         visual = self.model.visual
         embeds = visual(pixel_values.type(visual.dtype), grid_thw=grid_thw).pooler_output
         temporal = self.config.vision_config.temporal_patch_size
@@ -69,8 +76,13 @@ class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             if clip.shape[0] != t * temporal:
                 raise ValueError(f"{clip.shape[0]} frames given for a grid of {t} temporal patches")
             videos.append(clip.to(embeds.device))
-        spatial, patch_start_idx = self.spatial_encoder(videos, self.connector.spatial_embeds_layer_idx)
-        fused = self.connector(embeds, spatial, patch_start_idx, grid_thw)
+        delta = self.spatial_delta(videos, grid_thw, modality)
+        if delta.shape != embeds.shape:
+            raise ValueError(
+                f"spatial features give {tuple(delta.shape)} but the visual embeddings are "
+                f"{tuple(embeds.shape)}: frames or grid sizes differ between the two encoders"
+            )
+        fused = embeds + delta.to(embeds.dtype)
         sizes = (grid_thw.prod(-1) // visual.spatial_merge_size**2).tolist()
         return BaseModelOutputWithPooling(pooler_output=torch.split(fused, sizes))
 
@@ -93,7 +105,7 @@ class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
                 raise ValueError(f"{frames_key} (the resized frames) is required with {pixels_key}")
             if modality == "image":
                 frames = [img if img.dim() == 4 else img.unsqueeze(0) for img in frames]
-            encoded[modality] = self.fuse_visual_features(pixels, model_kwargs[grid_key], frames)
+            encoded[modality] = self.fuse_visual_features(pixels, model_kwargs[grid_key], frames, modality)
         return model_kwargs
 
     def forward(
@@ -119,12 +131,12 @@ class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         if pixel_values_videos is not None:
             if video_tchw is None:
                 raise ValueError("video_tchw (the resized frames of each video) is required with pixel_values_videos")
-            encoded["video"] = self.fuse_visual_features(pixel_values_videos, video_grid_thw, video_tchw)
+            encoded["video"] = self.fuse_visual_features(pixel_values_videos, video_grid_thw, video_tchw, "video")
         if pixel_values is not None:
             if image_tchw is None:
                 raise ValueError("image_tchw (the resized images) is required with pixel_values")
             images = [img if img.dim() == 4 else img.unsqueeze(0) for img in image_tchw]
-            encoded["image"] = self.fuse_visual_features(pixel_values, image_grid_thw, images)
+            encoded["image"] = self.fuse_visual_features(pixel_values, image_grid_thw, images, "image")
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -138,3 +150,19 @@ class SpatialMLLMForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             mm_encoder_outputs=encoded or None,
             **kwargs,
         )
+
+
+class SpatialMLLMForConditionalGeneration(SpatialReferenceBase):
+    """v1.1: Qwen2.5-VL + ``spatial_encoder`` (VGGT with heads) + ``connector``, keys as the public checkpoints."""
+
+    config_class = SpatialMLLMConfig
+    _keys_to_ignore_on_load_unexpected = [r"^spatial_encoder\.vggt_model\.track_head\."]  # noqa: RUF012
+
+    def build_spatial_modules(self, config: SpatialMLLMConfig) -> None:
+        self.spatial_encoder = SpatialEncoder(config.spatial_config, with_heads=True)
+        self.connector = MLPAddConnector.from_config(config)
+
+    def spatial_delta(self, frames: Sequence[torch.Tensor], grid_thw: torch.Tensor, modality: str) -> torch.Tensor:
+        """connector(VGGT layer); an image is its two identical temporal frames."""
+        spatial, patch_start_idx = self.spatial_encoder(frames, self.connector.spatial_embeds_layer_idx)
+        return self.connector.spatial_delta(spatial, patch_start_idx, grid_thw)

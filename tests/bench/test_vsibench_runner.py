@@ -17,6 +17,7 @@ from vsibench_mini import CARD, MiniBench, write_mini_vsibench
 import bench.eval_runner.runner as runner
 from bench.vsibench.dataset import FrameFoldersUnsupported, annotation_files, load_questions, video_path
 from bench.vsibench.prompts import MCA_SUFFIX, NA_SUFFIX, question_text
+from bench.vsibench.prompts_v1_0 import question_text as v1_0_question_text
 from bench.vsibench.runner import RunOptions, run_benchmark
 from bench.vsibench.store import RunDir
 
@@ -126,7 +127,10 @@ class FakeAPI:
     """Enough of the server for the runner: models, Files API and chat completions answering the ground truth."""
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self.truth = {(r["scene_name"], question_text(r)): r["ground_truth"] for r in rows}
+        self.truth = {
+            (r["scene_name"], ask(r)): r["ground_truth"] for r in rows for ask in (question_text, v1_0_question_text)
+        }
+        self.root: str | None = None  # the model card's ``root`` (the served checkpoint), when set
         self.files: dict[str, str] = {}  # id -> file name
         self.uploads: list[str] = []
         self.chats: list[dict[str, Any]] = []
@@ -151,8 +155,8 @@ class FakeAPI:
     def handler(self, request: httpx2.Request) -> httpx2.Response:
         path = request.url.path
         if path == "/v1/models":
-            return httpx2.Response(200, json={"object": "list", "data": [{"id": "fake", "object": "model",
-                                                                          "created": 0, "owned_by": "t"}]})  # fmt: skip
+            card = {"id": "fake", "object": "model", "created": 0, "owned_by": "t", "root": self.root}
+            return httpx2.Response(200, json={"object": "list", "data": [card]})
         if path == "/v1/files" and request.method == "POST":
             name = re.search(rb'filename="([^"]+)"', request.content).group(1).decode()
             file_id = f"file-{len(self.uploads)}"
@@ -315,3 +319,23 @@ def test_each_video_is_asked_alone_first_then_in_parallel(mini: MiniBench, fake:
         assert events[:2] == ["start", "end"]  # nothing else about this video while its first question runs
         rest = events[2:]
         assert max(rest[: i + 1].count("start") - rest[: i + 1].count("end") for i in range(len(rest))) > 1
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["from-architecture", "--prompts"])
+def test_v1_0_checkpoint_gets_v1_0_prompts(mini: MiniBench, fake: FakeAPI, tmp_path: Path, explicit: bool) -> None:
+    """A served v1.0 checkpoint is asked in v1.0's wording and scored with its extraction, unless told otherwise."""
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    architecture = "Qwen2_5_VL_VGGTForConditionalGeneration"
+    (checkpoint / "config.json").write_text(json.dumps({"architectures": [architecture]}))
+    fake.root = str(checkpoint)
+    stats = asyncio.run(run_benchmark(_options(mini, tmp_path / "out", prompts="v1.0" if explicit else None)))
+    assert stats.answered == 10 and stats.failed == 0
+    texts = [b["messages"][0]["content"][1]["text"] for b in fake.chats]
+    assert texts and all(t.endswith("within the <answer> </answer> tags.") for t in texts)
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert all(r["reward"] == 1.0 for r in rows)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["config"]["prompts"] == "v1.0"
+    fake.chats.clear()
+    with pytest.raises(SystemExit, match="other settings"):
+        asyncio.run(run_benchmark(_options(mini, tmp_path / "out", prompts="v1.1")))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference_checks import assert_generate_uses_the_fused_features, assert_spatial_features_reach_the_logits
 from safetensors import safe_open
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model_plugin.reference import SpatialMLLMForConditionalGeneration
 from model_plugin.reference.demo import synthetic_video
@@ -35,11 +36,6 @@ def _checkpoint_keys(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def reference(tiny_checkpoint: Path) -> SpatialMLLMForConditionalGeneration:
     return SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint: Path):
-    return AutoProcessor.from_pretrained(tiny_checkpoint)
 
 
 def _logits(model, processor, videos, question="How many chairs?", **overrides) -> torch.Tensor:
@@ -110,24 +106,11 @@ def test_generates(reference, processor) -> None:
 
 @pytest.mark.parametrize("frames", [2, 5])
 def test_generate_uses_the_fused_features(reference, processor, frames: int) -> None:
-    """generate's own pre-encoding must go through the spatial encoder: its first-step logits equal the
-    forward pass's last-position logits (a plain-ViT pre-encoding would differ)."""
-    video = synthetic_video(frames=frames, height=56, width=84, seed=frames)
-    inputs = build_inputs(processor, [video], "How far is the door?")
-    with torch.no_grad():
-        last = reference(**inputs).logits[0, -1]
-        out = reference.generate(
-            **inputs, max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True
-        )
-    assert torch.allclose(out.logits[0][0], last, atol=1e-4), (out.logits[0][0] - last).abs().max()
+    assert_generate_uses_the_fused_features(reference, processor, frames)
 
 
 def test_spatial_features_reach_the_logits(reference, processor) -> None:
-    """The same ViT input with other frames for VGGT must change the logits: the spatial path is wired."""
-    video = synthetic_video()
-    base = _logits(reference, processor, [video])
-    moved = _logits(reference, processor, [video], video_tchw=[torch.flip(video, dims=[-1]).float() / 255.0])
-    assert not torch.allclose(base, moved, atol=1e-4)
+    assert_spatial_features_reach_the_logits(reference, processor)
 
 
 def test_zero_connector_gives_plain_qwen(tiny_checkpoint: Path, processor) -> None:

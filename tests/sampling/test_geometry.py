@@ -51,13 +51,22 @@ def test_preprocess_output_range_and_shape() -> None:
         preprocess_frames(_frames(1, 48, 64).astype(np.float32))
 
 
-def test_points_match_the_reference_models_vggt(tiny_checkpoint: Path) -> None:
-    network = GeometryNetwork.load(tiny_checkpoint)
-    reference = SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
+@pytest.mark.parametrize("arch", ["v1.1", "v1.0"])
+def test_points_match_the_reference_models_vggt(request: pytest.FixtureRequest, arch: str) -> None:
+    """Both checkpoint layouts give their VGGT (v1.1 ``spatial_encoder.vggt_model.*``, v1.0 ``vggt.*``)."""
+    from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration
+
+    if arch == "v1.0":
+        checkpoint = request.getfixturevalue("tiny_checkpoint_v1_0")
+        vggt = Qwen2_5_VL_VGGTForConditionalGeneration.from_pretrained(checkpoint).eval().vggt
+    else:
+        checkpoint = request.getfixturevalue("tiny_checkpoint")
+        vggt = SpatialMLLMForConditionalGeneration.from_pretrained(checkpoint).eval().spatial_encoder.vggt_model
+    network = GeometryNetwork.load(checkpoint)
     images = preprocess_frames(_frames(3, 42, 56, seed=3))
     points, conf = network.world_points(images)
     with torch.no_grad():
-        ref_points, ref_conf = reference.spatial_encoder.vggt_model.predict_world_points(images[None])
+        ref_points, ref_conf = vggt.predict_world_points(images[None])
     assert points.shape == (3, *images.shape[2:], 3) and conf.shape == (3, *images.shape[2:])
     assert torch.equal(points, ref_points[0]) and torch.equal(conf, ref_conf[0])
 
