@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.eval_runner import runner as shared
-from bench.eval_runner.client import make_client, resolve_model
 from bench.eval_runner.runner import RunStats
 from bench.vsibench.dataset import FrameFoldersUnsupported, load_questions, question_key, video_key, video_path
 from bench.vsibench.prompt_sets import PROMPT_SETS, PromptSet, served_prompt_set
@@ -108,9 +107,9 @@ async def pick_prompt_set(opts: RunOptions) -> PromptSet:
     """``--prompts``, or the prompt set of the served model's architecture."""
     if opts.prompts:
         return PROMPT_SETS[opts.prompts]
-    client = make_client(opts.base_url, opts.api_key, opts.max_retries, opts.timeout_s)
+    client = shared.make_client(opts.base_url, opts.api_key, opts.max_retries, opts.timeout_s)
     try:
-        return await served_prompt_set(client, await resolve_model(client, opts.model))
+        return await served_prompt_set(client, await shared.resolve_model(client, opts.model))
     finally:
         await client.close()
 
