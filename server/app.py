@@ -22,7 +22,7 @@ from vllm.engine.protocol import EngineClient
 from vllm.entrypoints.launchers.api_server.app_state import init_app_state
 from vllm.entrypoints.launchers.app import build_app
 
-from server import chat, files_api, oneshot
+from server import chat, files_api, frames_api, oneshot, playground
 from server.connector import PreparedVideoStore, install_media_connector
 from server.errors import install_error_handlers
 from server.file_store import FileStore
@@ -134,8 +134,10 @@ async def build_server_app(engine_client: EngineClient, args: Namespace, setting
     await init_app_state(engine_client, app.state, args, supported_tasks)
     app.title, app.version = "spatial-mllm-serve", version("spatial-mllm-serve")  # for /docs and /openapi.json
     keep_product_routes(app)
-    for module in (chat, files_api, oneshot):
+    for module in (chat, files_api, frames_api, oneshot):
         app.include_router(module.router)
+    if settings.playground:
+        app.include_router(playground.router)
     install_error_handlers(app)
     wire_resources(app, args, settings)
     add_our_middleware(app, settings)

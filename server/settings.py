@@ -68,6 +68,7 @@ class ServerSettings(BaseModel):
     retry_after_s: int = Field(2, description="Retry-After seconds sent with 503 and 429 answers")
     media_workers: int = Field(4, description="threads decoding and sampling videos")
     uploads_quota_bytes_per_key: int = Field(5 * GiB, description="bytes of uploads one API key may keep")
+    playground: bool = Field(False, description="serve the browser playground at /playground (on with --demo)")
 
     @model_validator(mode="after")
     def _consistent_caps(self) -> ServerSettings:
