@@ -224,7 +224,7 @@ async function ask(question) {
         model: state.model,
         stream: true,
         stream_options: { include_usage: true },
-        max_tokens: 256,
+        max_tokens: parseInt($("max-tokens").value, 10) || 256,
         video_sampling: sampling(),
         messages: [{
           role: "user",

@@ -156,6 +156,8 @@ def test_playground_in_a_real_browser(live, browser, room_video: Path, tmp_path:
     assert len(candidates) == 16
 
     # ask: the answer streams in with timings and usage; a follow-up reuses the upload
+    browser.find_element(By.ID, "max-tokens").clear()
+    browser.find_element(By.ID, "max-tokens").send_keys("24")
     uploads_before = len(httpx.get(f"{live.base}/v1/files", headers=live.headers, timeout=10).json()["data"])
     for turn in (1, 2):
         browser.find_element(By.ID, "ask-button").click()
@@ -166,7 +168,8 @@ def test_playground_in_a_real_browser(live, browser, room_video: Path, tmp_path:
         assert browser.find_element(By.ID, "error").is_displayed() is False
     assert len(httpx.get(f"{live.base}/v1/files", headers=live.headers, timeout=10).json()["data"]) == uploads_before
     if os.environ.get("PLAYGROUND_SCREENSHOT"):
-        browser.set_window_size(1100, 1150)
+        height = browser.execute_script("window.scrollTo(0, 0); return document.documentElement.scrollHeight")
+        browser.set_window_size(1000, height + 140)  # the whole page (the window's frame takes some height)
         browser.save_screenshot(os.environ["PLAYGROUND_SCREENSHOT"])
 
     # a file that is not a video: the page shows the API's own words
