@@ -49,6 +49,17 @@ def vggt_input_size(height: int, width: int) -> tuple[int, int, bool]:
 
 def preprocess_frames(frames: np.ndarray) -> torch.Tensor:
     """uint8 [T, H, W, 3] frames -> float32 [T, 3, h, 518] in [0, 1], exactly as the seed prepares VGGT input."""
+    return to_unit_float(preprocess_frames_uint8(frames))
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """The seed's last preprocessing step: uint8 -> float32 in [0, 1]."""
+    return images.float() / 255.0
+
+
+def preprocess_frames_uint8(frames: np.ndarray) -> torch.Tensor:
+    """The seed's rotate/resize/crop, stopping before the division: uint8 [T, 3, h, 518] (a quarter of the
+    float32 bytes, which is what crosses the process boundary to the geometry worker)."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
     new_height, new_width, rotated = vggt_input_size(frames.shape[1], frames.shape[2])
@@ -59,16 +70,31 @@ def preprocess_frames(frames: np.ndarray) -> torch.Tensor:
             image = image.rotate(-90, expand=True)
         image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
         out.append(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
-    images = torch.stack(out).float() / 255.0
+    images = torch.stack(out)
     if new_height > VGGT_INPUT_WIDTH:
         top = (new_height - VGGT_INPUT_WIDTH) // 2
         images = images[:, :, top : top + VGGT_INPUT_WIDTH]
     return images
 
 
+def source_config(source: Path) -> tuple[VGGTSpatialEncoderConfig, str]:
+    """(VGGT sizes, key prefix) of a Spatial-MLLM checkpoint directory (its ``spatial_config``) or of a
+    standalone VGGT file (VGGT-1B sizes, no prefix)."""
+    config_file = source / "config.json" if source.is_dir() else None
+    if config_file is not None and config_file.exists():
+        spatial = json.loads(config_file.read_text()).get("spatial_config", {})
+        return VGGTSpatialEncoderConfig(**{k: v for k, v in spatial.items() if k != "model_type"}), CHECKPOINT_PREFIX
+    return VGGTSpatialEncoderConfig(), ""
+
+
+def source_files(source: Path) -> list[Path]:
+    """The safetensors files of a checkpoint directory, or the one file given."""
+    return sorted(source.glob("*.safetensors")) if source.is_dir() else [source]
+
+
 def _read_state_dict(path: Path, prefix: str) -> dict[str, torch.Tensor]:
     """Tensors under ``prefix`` (prefix removed) from one safetensors file or a sharded checkpoint directory."""
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    files = source_files(path)
     state: dict[str, torch.Tensor] = {}
     for file in files:
         with safe_open(str(file), framework="pt") as handle:
@@ -98,14 +124,8 @@ class GeometryNetwork:
         """From a Spatial-MLLM checkpoint directory (its ``spatial_config`` gives the sizes) or a standalone
         VGGT safetensors file (VGGT-1B sizes unless ``config`` says otherwise)."""
         source = Path(source)
-        config_file = source / "config.json" if source.is_dir() else None
-        if config_file is not None and config_file.exists():
-            spatial = json.loads(config_file.read_text()).get("spatial_config", {})
-            config = config or VGGTSpatialEncoderConfig(**{k: v for k, v in spatial.items() if k != "model_type"})
-            prefix = CHECKPOINT_PREFIX
-        else:
-            config = config or VGGTSpatialEncoderConfig()
-            prefix = ""
+        found, prefix = source_config(source)
+        config = config or found
         vggt = VGGT(
             img_size=config.img_size,
             patch_size=config.patch_size,

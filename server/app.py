@@ -14,7 +14,6 @@ import logging
 from argparse import Namespace
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
-from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -22,10 +21,12 @@ from vllm.engine.protocol import EngineClient
 from vllm.entrypoints.launchers.api_server.app_state import init_app_state
 from vllm.entrypoints.launchers.app import build_app
 
-from server import chat, files_api, frames_api, oneshot, playground
+from sampling.geometry_pass import WorkerConfig
+from server import chat, files_api, frames_api, health, oneshot, playground
 from server.connector import PreparedVideoStore, install_media_connector
 from server.errors import install_error_handlers
 from server.file_store import FileStore
+from server.geometry_worker import GeometryWorker
 from server.media import MediaResolver
 from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
 from server.settings import ServerSettings
@@ -35,25 +36,9 @@ LOG = logging.getLogger("spatial_mllm_serve")
 # vLLM's routes we keep as they are; every other vLLM route (responses, messages, completions, batch, render,
 # tokenize, SageMaker, elastic EP, token-in generate...) is dropped: each would be another way in that
 # bypasses our media handling, limits or keys, and none is part of this product's API.
-VLLM_ROUTES_KEPT = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/health", "/metrics", "/version"}
+VLLM_ROUTES_KEPT = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics", "/version"}
 VLLM_ROUTES_KEPT |= {"/v1/models"}
 SWEEP_INTERVAL_S = 60.0
-
-
-def geometry_source(model: str, settings: ServerSettings) -> Path | None:
-    """Where VGGT weights for space-aware sampling come from: the configured file, else the served checkpoint."""
-    if settings.space_aware_weights is not None:
-        return settings.space_aware_weights
-    local = Path(model)
-    if local.is_dir():
-        return local
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, allow_patterns=["*.json", "*.safetensors"], local_files_only=True))
-    except Exception:
-        LOG.warning("no local copy of %s: space-aware sampling is unavailable", model)
-        return None
 
 
 async def _sweep_uploads(files: FileStore) -> None:
@@ -85,7 +70,9 @@ def add_lifespan(app: FastAPI, resources: Callable[[FastAPI], contextlib.Abstrac
     app.router.lifespan_context = lifespan
 
 
-def wire_resources(app: FastAPI, args: Namespace, settings: ServerSettings) -> None:
+def wire_resources(
+    app: FastAPI, args: Namespace, settings: ServerSettings, geometry: WorkerConfig | None = None
+) -> None:
     """Every long-lived object of our layer, created here, kept on ``app.state``, closed when the app stops.
 
     The one place to add a resource: create it below and close it in ``resources``.
@@ -97,13 +84,19 @@ def wire_resources(app: FastAPI, args: Namespace, settings: ServerSettings) -> N
     state.prepared_videos = PreparedVideoStore()
     install_media_connector(state.prepared_videos)
     state.files = FileStore.configured(settings)
-    state.preparer = VideoPreparer(settings, geometry_source(args.model, settings))
+    state.geometry_plan = geometry
+    state.preparer = VideoPreparer(settings)
     # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
     state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)
     state.media = MediaResolver(settings, state.files, state.preparer, state.http, state.prepared_videos)
 
     @contextlib.asynccontextmanager
     async def resources(app_: FastAPI) -> AsyncIterator[None]:
+        # the geometry worker loads now, so a failure stops start-up instead of a user's request
+        worker = GeometryWorker(geometry, settings.space_aware_queue, settings.retry_after_s) if geometry else None
+        if worker is not None:
+            await worker.start()
+        state.preparer.geometry = worker
         sweeper = asyncio.create_task(_sweep_uploads(state.files))
         try:
             yield
@@ -111,6 +104,8 @@ def wire_resources(app: FastAPI, args: Namespace, settings: ServerSettings) -> N
             sweeper.cancel()
             await state.http.aclose()
             state.preparer.shutdown()
+            if worker is not None:
+                await worker.close()
 
     add_lifespan(app, resources)
 
@@ -127,18 +122,21 @@ def add_our_middleware(app: FastAPI, settings: ServerSettings) -> None:
     app.add_middleware(RequestContext)
 
 
-async def build_server_app(engine_client: EngineClient, args: Namespace, settings: ServerSettings) -> FastAPI:
-    """vLLM's app for ``engine_client`` with our routes, state, resources, error handlers and middleware."""
+async def build_server_app(
+    engine_client: EngineClient, args: Namespace, settings: ServerSettings, geometry: WorkerConfig | None = None
+) -> FastAPI:
+    """vLLM's app for ``engine_client`` with our routes, state, resources, error handlers and middleware;
+    ``geometry`` (:func:`server.geometry_worker.plan_geometry`) configures space-aware sampling's worker (None: off)."""
     supported_tasks = await engine_client.get_supported_tasks()
     app = build_app(args, supported_tasks, engine_client.model_config)
     await init_app_state(engine_client, app.state, args, supported_tasks)
     app.title, app.version = "spatial-mllm-serve", version("spatial-mllm-serve")  # for /docs and /openapi.json
     keep_product_routes(app)
-    for module in (chat, files_api, frames_api, oneshot):
+    for module in (chat, files_api, frames_api, oneshot, health):
         app.include_router(module.router)
     if settings.playground:
         app.include_router(playground.router)
     install_error_handlers(app)
-    wire_resources(app, args, settings)
+    wire_resources(app, args, settings, geometry)
     add_our_middleware(app, settings)
     return app

@@ -3,12 +3,16 @@
 The route validates the request (vLLM's model plus ``video_sampling``), turns every video part into frames
 sampled under the server's caps (:mod:`server.media`), then hands the rewritten request to vLLM's
 ``OpenAIServingChat``, which does everything OpenAI's protocol asks (streaming, usage, logprobs, ``n``, stop
-strings, seeds) and aborts the engine request when the client goes away.
+strings, seeds) and aborts the engine request when the client goes away. Answers about videos say which frames
+the model was shown (``video_frames``, below).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -23,6 +27,10 @@ from server.middleware import file_owner
 from server.protocol import SpatialChatCompletionRequest
 
 router = APIRouter()
+# Extension field of every answer about a video (the JSON response, and the first chunk of a stream): one entry
+# per video in request order, {"strategy", "indices", "timestamps_s"[, "candidates"]}. The openai SDK keeps
+# unknown fields, so ``reply.video_frames`` (or ``reply.model_extra["video_frames"]``) reads it unmodified.
+FRAMES_FIELD = "video_frames"
 ERROR_RESPONSES = {
     status.value: {"model": ErrorResponse}
     for status in (
@@ -66,6 +74,7 @@ async def answer(request: SpatialChatCompletionRequest, raw_request: Request, pr
     """vLLM's chat serving on a request whose videos are prepared references (released once rendered)."""
     state = raw_request.app.state
     engine_down = APIError(503, ENGINE_DOWN, retry_after=state.settings.retry_after_s)
+    used = [video.used for video in map(state.prepared_videos.get, prepared) if video is not None]
     try:
         result = await state.openai_serving_chat.create_chat_completion(request, raw_request)
     except EngineDeadError as exc:  # the engine died mid-request: the server is unavailable, not broken
@@ -77,9 +86,26 @@ async def answer(request: SpatialChatCompletionRequest, raw_request: Request, pr
             raise engine_down
         return JSONResponse(result.model_dump(), status_code=result.error.code)
     if isinstance(result, ChatCompletionResponse):
-        return JSONResponse(result.model_dump())
+        body = result.model_dump()
+        if used:
+            body[FRAMES_FIELD] = used
+        return JSONResponse(body)
     keep_alive = float(getattr(state.args, "sse_keep_alive_interval", 0) or 0)
-    return StreamingResponse(with_sse_keep_alive(result, keep_alive), media_type="text/event-stream")
+    stream = with_frames_in_first_chunk(result, used) if used else result
+    return StreamingResponse(with_sse_keep_alive(stream, keep_alive), media_type="text/event-stream")
+
+
+async def with_frames_in_first_chunk(stream: AsyncIterator[str], used: list[dict[str, Any]]) -> AsyncIterator[str]:
+    """vLLM's SSE stream with ``video_frames`` added to its first chat-completion chunk."""
+    injected = False
+    async for event in stream:
+        if not injected and event.startswith("data: {"):
+            injected = True
+            chunk = json.loads(event[len("data: ") :])
+            if chunk.get("object") == "chat.completion.chunk":
+                chunk[FRAMES_FIELD] = used
+                event = f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
+        yield event
 
 
 @router.post(

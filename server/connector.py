@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ class PreparedVideo:
     frames: np.ndarray
     metadata: dict[str, Any]
     key: str  # content hash + sampling parameters: the identity of these frames
+    used: dict[str, Any] = field(default_factory=dict)  # the answer's ``video_frames`` entry (server.video_prep)
 
 
 class PreparedVideoStore:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -24,7 +24,8 @@ from server.errors import APIError
 from server.file_store import StoredFile
 from server.metrics import UPLOAD_BYTES
 from server.middleware import file_owner
-from server.protocol import FileDeleted, FileList, FileObject, VideoFacts
+from server.protocol import FileDeleted, FileList, FileObject, VideoFacts, VideoSampling
+from server.video_prep import SamplingSpec
 
 # OpenAI's purposes that fit a video; the others (batch, fine-tune, assistants, evals) name features we lack.
 PURPOSES = ("user_data", "vision")
@@ -81,16 +82,37 @@ router = APIRouter()
 
 @router.post("/v1/files", response_model=FileObject, dependencies=[Depends(strict_form)])
 async def create_file(
-    raw_request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()] = "user_data"
+    raw_request: Request,
+    file: Annotated[UploadFile, File()],
+    purpose: Annotated[str, Form()] = "user_data",
+    sampling_strategy: Annotated[Literal["uniform", "space_aware"] | None, Form()] = None,
+    sampling_num_frames: Annotated[int | None, Form(ge=1)] = None,
 ) -> FileObject:
-    """Store a video for later chat requests; 415 when it is not a decodable video."""
+    """Store a video for later chat requests; 415 when it is not a decodable video. With ``sampling_strategy``
+    and/or ``sampling_num_frames``, sampling starts in the background (see :func:`sampling_on_upload`)."""
     if purpose not in PURPOSES:
         raise APIError(
             400, f"purpose must be one of {', '.join(PURPOSES)} for a video, not {purpose[:64]!r}.", "purpose"
         )
+    state = raw_request.app.state
+    prepare = sampling_on_upload(state, sampling_strategy, sampling_num_frames)
     stored = await store_upload(raw_request, file, purpose)
-    # optional steps on the stored upload (e.g. starting to sample its frames) go here, given ``stored``
+    if prepare is not None:
+        _, data = await asyncio.to_thread(state.files.read, stored.id, stored.owner)
+        state.preparer.prepare_in_background(data, stored.sha256, prepare)
     return FileObject(**stored.public())
+
+
+def sampling_on_upload(state: Any, strategy: str | None, num_frames: int | None) -> SamplingSpec | None:
+    """What to prepare in the background once the upload is stored: the sampling a chat request with
+    ``video_sampling: {strategy, num_frames}`` gets (server defaults for what is unset), so the first question
+    finds the frames ready or joins the work; None when the upload asks for nothing. Checked before storing."""
+    if strategy is None and num_frames is None:
+        return None
+    if num_frames is not None and num_frames > state.settings.max_num_frames:
+        message = f"sampling_num_frames may be at most {state.settings.max_num_frames}."
+        raise APIError(400, message, "sampling_num_frames")
+    return state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames))
 
 
 @router.get("/v1/files", response_model=FileList)

@@ -35,7 +35,7 @@ class FramesRequest(BaseModel):
 
 class Frame(BaseModel):
     index: int
-    timestamp_s: float
+    timestamp_s: float | None = Field(description="seconds from the start (null when the video states no fps)")
     thumbnail: str = Field(description="a data: URL of a JPEG of the frame as the model sees it")
 
 
@@ -71,15 +71,15 @@ async def file_frames(file_id: str, body: FramesRequest, raw_request: Request) -
     video = await state.media.video_bytes(stored.id, "file_id", owner)
     prepared = await state.preparer.prepare(video.data, video.digest, spec, "file_id")
     total = int((stored.video or {}).get("num_frames", 0))
-    fps = float(prepared.metadata["fps"])
-    indices = prepared.metadata["frames_indices"]
+    used = prepared.used  # the same ``video_frames`` entry a chat answer with this spec carries
 
     def thumbnails() -> list[str]:
         return [jpeg_data_url(frame, body.thumbnail_height) for frame in prepared.frames]
 
     images = await asyncio.to_thread(thumbnails)
     frames = [
-        Frame(index=i, timestamp_s=round(i / fps, 3), thumbnail=image) for i, image in zip(indices, images, strict=True)
+        Frame(index=i, timestamp_s=t, thumbnail=image)
+        for i, t, image in zip(used["indices"], used["timestamps_s"], images, strict=True)
     ]
     candidates = (
         [int(i) for i in candidate_indices(total, state.settings.space_aware_candidates)]
@@ -90,7 +90,7 @@ async def file_frames(file_id: str, body: FramesRequest, raw_request: Request) -
         file_id=file_id,
         strategy=spec.strategy,
         video_num_frames=total,
-        video_fps=fps,
+        video_fps=float((stored.video or {}).get("fps", 0.0)),
         frames=frames,
         candidates=candidates,
     )

@@ -34,6 +34,7 @@ from vllm.tool_parsers import ToolParserManager
 
 from server.app import build_server_app
 from server.errors import error_response
+from server.geometry_worker import plan_geometry
 from server.preflight import ConfigError
 from server.settings import ServerSettings
 
@@ -99,6 +100,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
     load_parser_plugins(args)
     engine_defaults(args, settings)
     uvicorn_options = {"log_config": log_config} if (log_config := get_uvicorn_log_config(args)) else {}
+    geometry = plan_geometry(args, settings)  # refuses an impossible memory budget before the engine loads
     listen_address, sock = setup_server(args, reuse_port=False)
     # Engine start-up blocks this event loop, so the starting app gets a thread and an event loop of its own.
     gate = uvicorn.Server(uvicorn.Config(starting_app, log_level="warning", lifespan="on"))
@@ -107,7 +109,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
     gate_thread.start()
     try:
         async with build_async_engine_client(args) as engine_client:
-            app = await build_server_app(engine_client, args, settings)
+            app = await build_server_app(engine_client, args, settings, geometry)
             gate.should_exit = True
             await asyncio.to_thread(gate_thread.join)
             print(ready_banner(listen_address, args, settings), flush=True)

@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 
 from sampling.cache import content_hash
+from sampling.errors import VideoError
+from sampling.uniform import smart_resize
 from server.connector import PreparedVideo, PreparedVideoStore
 from server.errors import APIError
 from server.fetch import FetchPolicy, fetch_bytes
@@ -97,7 +99,7 @@ class MediaResolver:
         self.http = http
         self.max_images = 1
 
-    def sampling_spec(self, requested: VideoSampling | None) -> SamplingSpec:
+    def sampling_spec(self, requested: VideoSampling | None, fps_param: str = "video_sampling.fps") -> SamplingSpec:
         """The request's sampling with server defaults filled in; 400 when it asks for more than the caps."""
         s = self.settings
         requested = requested or VideoSampling()
@@ -107,16 +109,48 @@ class MediaResolver:
             raise APIError(400, f"max_pixels may be at most {s.max_pixels_per_frame}.", "video_sampling.max_pixels")
         if requested.fps is not None and requested.num_frames is not None:
             raise APIError(400, "Give either num_frames or fps, not both.", "video_sampling")
+        strategy = requested.strategy or s.default_strategy
+        if requested.fps is not None and strategy == "space_aware":
+            # space-aware candidates are the seed's fixed count (--space-aware-candidates), never a rate
+            raise APIError(400, "fps applies to uniform sampling; space_aware takes num_frames.", fps_param)
         num_frames = None if requested.fps is not None else (requested.num_frames or s.default_num_frames)
+        self._check_fixed_size(requested)
         return SamplingSpec(
-            strategy=requested.strategy or s.default_strategy,
+            strategy=strategy,
             num_frames=num_frames,
             fps=requested.fps,
             max_frames=s.max_num_frames,
             min_pixels=s.min_pixels_per_frame,
             max_pixels=requested.max_pixels or s.max_pixels_per_frame,
             total_pixels=s.max_total_pixels,
+            resized_height=requested.resized_height,
+            resized_width=requested.resized_width,
         )
+
+    def _check_fixed_size(self, requested: VideoSampling) -> None:
+        """400 unless ``resized_height``/``resized_width`` come together, alone (not with ``max_pixels``) and,
+        rounded as qwen-vl-utils rounds them, within the per-frame pixel cap."""
+        height, width = requested.resized_height, requested.resized_width
+        if height is None and width is None:
+            return
+        if height is None or width is None:
+            field = "resized_height" if height is None else "resized_width"
+            raise APIError(400, "Give resized_height and resized_width together.", f"video_sampling.{field}")
+        if requested.max_pixels is not None:
+            raise APIError(400, "Give either max_pixels or resized_height/resized_width.", "video_sampling.max_pixels")
+        try:
+            rounded_h, rounded_w = smart_resize(height, width)
+        except VideoError as exc:
+            raise APIError(400, str(exc), "video_sampling.resized_height") from exc
+        cap = self.settings.max_pixels_per_frame
+        if rounded_h * rounded_w > cap:
+            field = "resized_height" if rounded_h >= rounded_w else "resized_width"
+            raise APIError(
+                400,
+                f"resized_height x resized_width rounds to {rounded_h}x{rounded_w} = {rounded_h * rounded_w} pixels; "
+                f"the server allows at most {cap} per frame.",
+                f"video_sampling.{field}",
+            )
 
     async def video_bytes(self, url: str, param: str, owner: str = "") -> VideoBytes:
         """The bytes behind a video reference (data URL, http(s) URL or ``owner``'s ``file-`` id)."""

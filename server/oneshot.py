@@ -43,7 +43,7 @@ async def video_chat(
     require_live_engine(raw_request)
     data = await read_upload(video, state.settings.max_video_bytes, "video")
     UPLOAD_BYTES.labels("oneshot").inc(len(data))
-    spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps))
+    spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps), "fps")
     digest = await asyncio.to_thread(content_hash, data)
     prepared = state.prepared_videos.put(await state.preparer.prepare(data, digest, spec, "video"))
     try:

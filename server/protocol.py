@@ -12,6 +12,9 @@ class VideoSampling(BaseModel):
     """How frames are taken from each video of a request; unset fields take the server's defaults.
 
     ``num_frames`` and ``fps`` are alternatives (qwen-vl-utils' ``nframes`` / ``fps``); the server caps both.
+    ``resized_height``/``resized_width`` (given together) fix every frame's size, rounded to multiples of 28 as
+    qwen-vl-utils rounds them, instead of the ``max_pixels`` budget; the rounded size must fit the server's
+    per-frame pixel cap.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -20,6 +23,8 @@ class VideoSampling(BaseModel):
     num_frames: int | None = Field(default=None, ge=1)
     fps: float | None = Field(default=None, gt=0)
     max_pixels: int | None = Field(default=None, ge=28 * 28, description="per-frame pixel budget, capped by the server")
+    resized_height: int | None = Field(default=None, ge=1, description="fixed frame height (with resized_width)")
+    resized_width: int | None = Field(default=None, ge=1, description="fixed frame width (with resized_height)")
 
 
 class SpatialChatCompletionRequest(ChatCompletionRequest):

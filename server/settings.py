@@ -68,6 +68,10 @@ class ServerSettings(BaseModel):
     retry_after_s: int = Field(2, description="Retry-After seconds sent with 503 and 429 answers")
     media_workers: int = Field(4, description="threads decoding and sampling videos")
     uploads_quota_bytes_per_key: int = Field(5 * GiB, description="bytes of uploads one API key may keep")
+    space_aware_budget_gib: float = Field(
+        0.0, description="geometry worker's memory budget in GiB (0: what one pass of the candidates needs)"
+    )
+    space_aware_queue: int = Field(4, description="space-aware passes that may wait behind the running one (503 past)")
     playground: bool = Field(False, description="serve the browser playground at /playground (on with --demo)")
 
     @model_validator(mode="after")
@@ -82,6 +86,10 @@ class ServerSettings(BaseModel):
                 f"--min-pixels-per-frame {self.min_pixels_per_frame} exceeds --max-pixels-per-frame "
                 f"{self.max_pixels_per_frame}: lower the first or raise the second"
             )
+        if self.space_aware_queue < 1:
+            raise ValueError("--space-aware-queue must be at least 1")
+        if self.space_aware_budget_gib < 0:
+            raise ValueError("--space-aware-budget-gib must not be negative (0: what one pass needs)")
         if self.max_concurrent_requests < 1:
             raise ValueError("--max-concurrent-requests must be at least 1")
         return self

@@ -1,32 +1,40 @@
 """From video bytes to the frames the model sees: decode, sample (uniform or space-aware), cache.
 
-Everything heavy runs in a worker pool under a deadline so the event loop never blocks. Results are cached by
-the video's SHA-256 and every sampling parameter (never by a name a client picks), so a second question about
-the same video skips decoding and sampling, and since the frames then carry the same key, vLLM's processor and
-encoder caches hit too.
+Decoding and resizing run in a worker pool under a deadline so the event loop never blocks; the VGGT pass of
+space-aware sampling runs in the geometry worker process (:mod:`server.geometry_worker`), the one owner of that
+GPU work. Space-aware sampling decodes each candidate once: the chosen frames are taken from the same decode.
+Results are cached by the video's SHA-256 and every sampling parameter (never by a name a client picks), so a
+second question about the same video skips decoding and sampling, and since the frames then carry the same key,
+vLLM's processor and encoder caches hit too. Concurrent questions about one new video share one computation,
+which stops (its VGGT pass too) once none of them waits for it; an upload can start it before any question.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from sampling.cache import SamplingCache
 from sampling.decode import VideoInfo, open_video
 from sampling.errors import VideoTooShortError
+from sampling.geometry import candidate_indices, preprocess_frames_uint8
 from sampling.limits import DecodeLimits
 from sampling.uniform import UniformSpec, resize_frames, resized_size, sample_uniform
 from server.connector import PreparedVideo
 from server.errors import APIError
-from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS
+from server.geometry_worker import GeometryWorker
+from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS, SPACE_AWARE_STAGE_SECONDS
 from server.settings import ServerSettings
+
+LOG = logging.getLogger("spatial_mllm_serve")
 
 
 @dataclass(frozen=True)
@@ -40,10 +48,12 @@ class SamplingSpec:
     min_pixels: int
     max_pixels: int
     total_pixels: int
+    resized_height: int | None = None
+    resized_width: int | None = None
 
     def cache_key(self) -> str:
         fields = (self.strategy, self.num_frames, self.fps, self.max_frames, self.min_pixels, self.max_pixels)
-        return ":".join(map(str, (*fields, self.total_pixels)))
+        return ":".join(map(str, (*fields, self.total_pixels, self.resized_height, self.resized_width)))
 
     def uniform(self) -> UniformSpec:
         return UniformSpec(
@@ -53,13 +63,62 @@ class SamplingSpec:
             min_pixels=self.min_pixels,
             max_pixels=self.max_pixels,
             total_pixels=self.total_pixels,
+            resized_height=self.resized_height,
+            resized_width=self.resized_width,
         )
 
 
-class VideoPreparer:
-    """Decodes and samples videos in a bounded thread pool, with an LRU of prepared frames."""
+@dataclass(frozen=True)
+class Candidates:
+    """One decode of a video's space-aware candidates: full-size frames and VGGT's input made from them."""
 
-    def __init__(self, settings: ServerSettings, geometry_source: Path | None) -> None:
+    info: VideoInfo
+    indices: list[int]
+    frames: np.ndarray  # uint8 [T, H, W, 3], what the chosen frames are cut from
+    vggt_input: np.ndarray  # uint8 [T, 3, h, 518], the seed's preprocessing before the division by 255
+
+
+@dataclass
+class _InFlight:
+    task: asyncio.Task[PreparedVideo]
+    waiters: int = 0
+
+
+def video_metadata(info: VideoInfo, indices: list[int], range_frames: int) -> dict[str, Any]:
+    """What vLLM's Qwen2.5-VL processor reads: sampled fps = len(indices) / total_num_frames * fps, which sets the
+    temporal M-RoPE step exactly as the seed's qwen-vl-utils ``video_sample_fps`` does."""
+    return {
+        "fps": info.fps,
+        "duration": info.duration_s,
+        "total_num_frames": range_frames,
+        "frames_indices": [int(i) for i in indices],
+        "video_backend": "decord",
+        "do_sample_frames": False,
+    }
+
+
+def frames_used(strategy: str, info: VideoInfo, indices: list[int], candidates: int | None = None) -> dict[str, Any]:
+    """The ``video_frames`` entry a chat answer carries: which frames the model was shown, and when they are."""
+    used: dict[str, Any] = {
+        "strategy": strategy,
+        "indices": [int(i) for i in indices],
+        "timestamps_s": [round(int(i) / info.fps, 6) if info.fps > 0 else None for i in indices],
+    }
+    if candidates is not None:
+        used["candidates"] = candidates
+    return used
+
+
+def _as_prepared(pixels, metadata: dict[str, Any], key: str, used: dict[str, Any]) -> PreparedVideo:
+    """uint8 [T, 3, H, W] tensor -> the [T, H, W, 3] array vLLM takes."""
+    return PreparedVideo(np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy()), metadata, key, used)
+
+
+class VideoPreparer:
+    """Decodes and samples videos in a bounded thread pool, with an LRU of prepared frames; space-aware sampling's
+    VGGT pass goes to ``geometry`` (None: no VGGT weights, space-aware requests get a 400)."""
+
+    def __init__(self, settings: ServerSettings, geometry: GeometryWorker | None = None) -> None:
         self.settings = settings
         self.limits = DecodeLimits(
             max_bytes=settings.max_video_bytes,
@@ -71,10 +130,8 @@ class VideoPreparer:
             settings.sampling_cache_bytes, sizeof=lambda video: max(1, video.frames.nbytes)
         )
         self.pool = ThreadPoolExecutor(settings.media_workers, thread_name_prefix="video")
-        self.geometry_source = geometry_source
-        self._geometry = None
-        self._geometry_lock = threading.Lock()
-        self._in_flight: dict[str, asyncio.Future[PreparedVideo]] = {}
+        self.geometry = geometry
+        self._in_flight: dict[str, _InFlight] = {}
 
     async def prepare(self, data: bytes, digest: str, spec: SamplingSpec, param: str) -> PreparedVideo:
         """The frames for ``data`` under ``spec``: from the cache, from a computation already under way for the
@@ -84,23 +141,56 @@ class VideoPreparer:
         if cached is not None:
             SAMPLING_CACHE.labels("hit").inc()
             return cached
-        pending = self._in_flight.get(key)
-        if pending is not None:
+        entry = self._in_flight.get(key)
+        if entry is not None:
             SAMPLING_CACHE.labels("joined").inc()
-            return await asyncio.shield(pending)
-        SAMPLING_CACHE.labels("miss").inc()
-        task = asyncio.ensure_future(self._compute(data, spec, key, param))
-        self._in_flight[key] = task
-        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        # shielded: a client that leaves does not cancel the work others may be waiting for
-        return await asyncio.shield(task)
+        else:
+            SAMPLING_CACHE.labels("miss").inc()
+            entry = self._start(data, spec, key, param)
+        entry.waiters += 1
+        try:
+            # shielded: one client leaving does not cancel the work others wait for...
+            return await asyncio.shield(entry.task)
+        finally:
+            entry.waiters -= 1
+            if entry.waiters == 0 and not entry.task.done():
+                entry.task.cancel()  # ...but the last one leaving does (a queued or running VGGT pass too)
+                self._forget(key, entry)  # a question arriving now starts afresh rather than join a cancelled task
+
+    def prepare_in_background(self, data: bytes, digest: str, spec: SamplingSpec) -> None:
+        """Start preparing now (e.g. on upload) so the first question finds the frames ready or joins the work."""
+        key = f"{digest}:{spec.cache_key()}"
+        if key in self._in_flight or self.cache.lookup(key) is not None:
+            return
+        SAMPLING_CACHE.labels("prepare_on_upload").inc()
+        entry = self._start(data, spec, key, "file")
+        entry.waiters += 1  # held until done: nobody asked yet, and nobody's leaving should stop it
+        entry.task.add_done_callback(_log_background_failure)
+
+    def _start(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> _InFlight:
+        entry = _InFlight(asyncio.ensure_future(self._compute(data, spec, key, param)))
+        self._in_flight[key] = entry
+        entry.task.add_done_callback(lambda _: self._forget(key, entry))
+        return entry
+
+    def _forget(self, key: str, entry: _InFlight) -> None:
+        if self._in_flight.get(key) is entry:
+            del self._in_flight[key]
 
     async def _compute(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
-        loop = asyncio.get_running_loop()
+        if spec.strategy == "space_aware":
+            video = await self._space_aware(data, spec, key, param)
+        else:
+            video = await self._in_pool(param, self._prepare_uniform, data, spec, key)
+        self.cache.store(key, video)
+        return video
+
+    async def _in_pool(self, param: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the media pool under the decode deadline (503 past it)."""
         limit = self.settings.decode_timeout_s
         try:
             async with asyncio.timeout(limit):
-                video = await loop.run_in_executor(self.pool, self._prepare_sync, data, spec, key)
+                return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
         except TimeoutError as exc:
             # the server is too busy or the file too slow to decode: retryable, not the client's fault alone
             message = f"Preparing the video took longer than {limit:g} s; the server may be busy."
@@ -108,80 +198,74 @@ class VideoPreparer:
         except VideoTooShortError as exc:  # say which request field asks for fewer frames
             message = f"{exc} The frame count is video_sampling.num_frames (num_frames on /v1/video/chat)."
             raise APIError(400, message, "video_sampling.num_frames") from exc
-        self.cache.store(key, video)
-        return video
 
-    def _prepare_sync(self, data: bytes, spec: SamplingSpec, key: str) -> PreparedVideo:
+    def _prepare_uniform(self, data: bytes, spec: SamplingSpec, key: str) -> PreparedVideo:
         started = time.perf_counter()
         with open_video(data, self.limits) as video:
+            sampled = sample_uniform(video, spec.uniform())
             info = video.info
-            uniform = spec.uniform()
-            if spec.strategy == "space_aware":
-                indices = self._space_aware_indices(video, spec)
-                decode_started = time.perf_counter()
-                size = resized_size(len(indices), info.height, info.width, uniform)
-                pixels = resize_frames(video.frames(indices), size)
-                range_frames = info.num_frames
-            else:
-                decode_started = time.perf_counter()
-                sampled = sample_uniform(video, uniform)
-                indices, pixels, range_frames = list(sampled.indices), sampled.frames_uint8, sampled.range_frames
-            DECODE_SECONDS.observe(time.perf_counter() - decode_started)
-        metadata = {
-            # what vLLM's Qwen2.5-VL processor reads: sampled fps = len(indices) / total_num_frames * fps, which
-            # sets the temporal M-RoPE step exactly as the seed's qwen-vl-utils ``video_sample_fps`` does
-            "fps": info.fps,
-            "duration": info.duration_s,
-            "total_num_frames": range_frames,
-            "frames_indices": [int(i) for i in indices],
-            "video_backend": "decord",
-            "do_sample_frames": False,
-        }
-        frames = np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy())
-        SAMPLING_SECONDS.labels(spec.strategy).observe(time.perf_counter() - started)
-        return PreparedVideo(frames, metadata, key)
+        DECODE_SECONDS.observe(time.perf_counter() - started)
+        indices = list(sampled.indices)
+        metadata = video_metadata(info, indices, sampled.range_frames)
+        SAMPLING_SECONDS.labels("uniform").observe(time.perf_counter() - started)
+        return _as_prepared(sampled.frames_uint8, metadata, key, frames_used("uniform", info, indices))
+
+    async def _space_aware(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
+        if self.geometry is None:
+            message = "Space-aware sampling is not available on this server (no VGGT weights)."
+            raise APIError(400, message, "video_sampling.strategy")
+        started = time.perf_counter()
+        candidates: Candidates = await self._in_pool(param, self._decode_candidates, data)
+        queued = time.perf_counter()
+        k = spec.num_frames or self.settings.default_num_frames
+        result = await self.geometry.select(candidates.vggt_input, k, param)
+        SPACE_AWARE_STAGE_SECONDS.labels("queue").observe(
+            time.perf_counter() - queued - result.vggt_s - result.selection_s
+        )
+        SPACE_AWARE_STAGE_SECONDS.labels("vggt").observe(result.vggt_s)
+        SPACE_AWARE_STAGE_SECONDS.labels("selection").observe(result.selection_s)
+        video = await self._in_pool(param, self._finish_space_aware, candidates, result.positions, spec, key)
+        SAMPLING_SECONDS.labels("space_aware").observe(time.perf_counter() - started)
+        return video
+
+    def _decode_candidates(self, data: bytes) -> Candidates:
+        started = time.perf_counter()
+        with open_video(data, self.limits) as video:
+            indices = [int(i) for i in candidate_indices(video.info.num_frames, self.settings.space_aware_candidates)]
+            frames = video.frames(indices)
+            info = video.info
+        DECODE_SECONDS.observe(time.perf_counter() - started)
+        vggt_input = preprocess_frames_uint8(frames).contiguous().numpy()
+        SPACE_AWARE_STAGE_SECONDS.labels("candidate_decode").observe(time.perf_counter() - started)
+        return Candidates(info, indices, frames, vggt_input)
+
+    def _finish_space_aware(
+        self, candidates: Candidates, positions: list[int], spec: SamplingSpec, key: str
+    ) -> PreparedVideo:
+        """The chosen frames, cut from the candidates' decode and resized by qwen-vl-utils' rule."""
+        started = time.perf_counter()
+        info = candidates.info
+        indices = [candidates.indices[p] for p in positions]
+        size = resized_size(len(indices), info.height, info.width, spec.uniform())
+        pixels = resize_frames(candidates.frames[positions], size)
+        SPACE_AWARE_STAGE_SECONDS.labels("resize").observe(time.perf_counter() - started)
+        used = frames_used("space_aware", info, indices, candidates=len(candidates.indices))
+        return _as_prepared(pixels, video_metadata(info, indices, info.num_frames), key, used)
 
     async def probe(self, source: bytes | Path, param: str) -> VideoInfo:
         """What the video is; the typed error when ``source`` (bytes or a path) is not a decodable video within
         the limits."""
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.settings.decode_timeout_s):
-                return await loop.run_in_executor(self.pool, self._probe_sync, source)
-        except TimeoutError as exc:
-            raise APIError(
-                503, "Probing the video took too long.", param, retry_after=self.settings.retry_after_s
-            ) from exc
+        return await self._in_pool(param, self._probe_sync, source)
 
     def _probe_sync(self, source: bytes | Path) -> VideoInfo:
         with open_video(source, self.limits) as video:
             video.frames([0])
             return video.info
 
-    def _space_aware_indices(self, video, spec: SamplingSpec) -> list[int]:
-        from sampling.space_aware import space_aware_indices
-
-        network = self._load_geometry()
-        k = spec.num_frames or self.settings.default_num_frames
-        return space_aware_indices(
-            video, video.info.num_frames, k, network, max_candidates=self.settings.space_aware_candidates
-        )
-
-    def _load_geometry(self):
-        with self._geometry_lock:
-            if self._geometry is None:
-                from sampling.geometry import GeometryNetwork
-
-                if self.geometry_source is None:
-                    raise APIError(400, "Space-aware sampling is not available on this server (no VGGT weights).")
-                import torch
-
-                device = self.settings.space_aware_device
-                if device == "auto":
-                    device = "cuda" if torch.cuda.is_available() else "cpu"
-                dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-                self._geometry = GeometryNetwork.load(self.geometry_source, device=device, dtype=dtype)
-            return self._geometry
-
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _log_background_failure(task: asyncio.Task[PreparedVideo]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        LOG.warning("preparing an uploaded video in the background failed: %s", task.exception())

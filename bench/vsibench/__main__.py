@@ -10,20 +10,19 @@
 with one set of rules) and prints the metrics JSON; ``--stored-rewards`` instead aggregates the rewards
 already in the file, like the reference's ``--results_json`` fast path. ``run`` asks a served model every
 question through the OpenAI-compatible API and writes OUT_DIR/results.json and OUT_DIR/metrics.json
-(resumable: see ``bench/vsibench/runner.py``); it exits 1 when some questions failed (run it again to retry).
+(resumable: see ``bench/eval_runner/runner.py``); it exits 1 when some questions failed (run it again to retry).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.eval_runner.cli import add_run_arguments, positive, run_options_kwargs, run_to_exit_code
 from bench.vsibench.scoring import calculate_metrics, rescore
 from bench.vsibench.table import table_from_files
 
@@ -55,42 +54,22 @@ def _table(args: argparse.Namespace) -> int:
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The run's options; openai and tqdm are imported only here, so ``score`` and ``table`` work without them."""
-    from bench.vsibench.client import Decoding
+    from bench.eval_runner.client import Decoding
     from bench.vsibench.runner import RunOptions
 
     decoding = Decoding() if args.max_tokens is None else Decoding(max_tokens=args.max_tokens)
     return RunOptions(
-        base_url=args.base_url,
-        annotations=Path(args.annotations),
-        videos=Path(args.videos),
-        out=Path(args.out),
         strategy=args.strategy,
         num_frames=args.num_frames,
-        concurrency=args.concurrency,
-        limit=args.limit,
-        api_key=args.api_key,
-        model=args.model,
         decoding=decoding,
-        max_retries=args.max_retries,
-        timeout_s=args.timeout,
-        progress=not args.no_progress,
+        **run_options_kwargs(args),
     )
 
 
 def _run(args: argparse.Namespace) -> int:
     from bench.vsibench.runner import print_summary, run_benchmark
 
-    opts = run_options(args)
-    stats = asyncio.run(run_benchmark(opts))
-    print_summary(opts, stats)
-    return 1 if stats.failed else 0
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    return run_to_exit_code(run_benchmark, print_summary, run_options(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,24 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     table.set_defaults(func=_table)
 
     run = sub.add_parser("run", help="evaluate a served model on VSI-Bench through the API (resumable)")
-    run.add_argument("--base-url", required=True, help="server root, e.g. http://127.0.0.1:8000 (/v1 is added)")
-    run.add_argument("--annotations", required=True, help="VSI-Bench download folder, or its test.jsonl/.parquet")
-    run.add_argument("--videos", required=True, help="folder with <dataset>/<scene_name>.mp4 (the unzipped videos)")
-    run.add_argument("--out", required=True, metavar="OUT_DIR", help="results, metrics and resume state go here")
-    run.add_argument("--num-frames", type=_positive, default=16, help="frames per video (default: 16, the seed's)")
-    run.add_argument("--strategy", choices=("uniform", "space_aware"), default="uniform")
-    run.add_argument("--concurrency", type=_positive, default=16, help="requests in flight (default: 16)")
-    run.add_argument("--limit", type=_positive, help="only the first N questions of the split")
-    run.add_argument(
-        "--api-key",
-        default=os.environ.get("SPATIAL_MLLM_API_KEY", "").split(",")[0] or "EMPTY",
-        help="bearer key (default: the first of $SPATIAL_MLLM_API_KEY)",
+    add_run_arguments(
+        run,
+        annotations_help="VSI-Bench download folder, or its test.jsonl/.parquet",
+        videos_help="folder with <dataset>/<scene_name>.mp4 (the unzipped videos)",
     )
-    run.add_argument("--model", help="served model name (default: the server's only model)")
-    run.add_argument("--max-tokens", type=_positive, help="max new tokens (default: the seed's 1024)")
-    run.add_argument("--max-retries", type=int, default=8, help="SDK retries per request (503, 429, 5xx, network)")
-    run.add_argument("--timeout", type=float, default=600.0, help="seconds per request attempt")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--num-frames", type=positive, default=16, help="frames per video (default: 16, the seed's)")
+    run.add_argument("--strategy", choices=("uniform", "space_aware"), default="uniform")
+    run.add_argument("--max-tokens", type=positive, help="max new tokens (default: the seed's 1024)")
     run.set_defaults(func=_run)
     return parser
 

@@ -2,8 +2,9 @@
 
 The paper's numbers depend on the wording, so the text is the seed's (``src/evaluation/vsibench/eval_vsibench.py``,
 commit 9fc4738): the question as given, for multiple choice an ``Options:`` block with one option per line, then
-one of two fixed answer-format instructions. The video goes before the text, as in the seed's message; the
-server applies the model's chat template, as the seed's processor did.
+one of two fixed answer-format instructions. The video goes before the text, as in the seed's message
+(:func:`bench.eval_runner.client.user_message`); the server applies the model's chat template, as the seed's
+processor did.
 """
 
 from __future__ import annotations
@@ -28,11 +29,3 @@ def question_text(sample: Mapping[str, Any]) -> str:
     if qtype in NA_QUESTION_TYPES:
         return f"{question}\n{NA_SUFFIX}"
     raise ValueError(f"question {sample.get('id')!r}: unknown question type {qtype!r}")
-
-
-def user_message(file_id: str, text: str) -> dict[str, Any]:
-    """One user message: the uploaded video by file id (OpenAI's ``file`` part), then the question."""
-    return {
-        "role": "user",
-        "content": [{"type": "file", "file": {"file_id": file_id}}, {"type": "text", "text": text}],
-    }

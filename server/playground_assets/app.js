@@ -180,9 +180,10 @@ function drawStrip(strip, caption, result) {
     const item = document.createElement("li");
     const image = document.createElement("img");
     image.src = frame.thumbnail;
-    image.alt = `Frame ${frame.index} at ${frame.timestamp_s.toFixed(2)} s`;
+    const when = frame.timestamp_s === null ? "" : ` at ${frame.timestamp_s.toFixed(2)} s`;
+    image.alt = `Frame ${frame.index}${when}`;
     const label = document.createElement("span");
-    label.textContent = `#${frame.index} · ${frame.timestamp_s.toFixed(2)} s`;
+    label.textContent = `#${frame.index}${when.replace(" at", " ·")}`;
     item.append(image, label);
     thumbs.append(item);
   }

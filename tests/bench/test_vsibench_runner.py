@@ -14,7 +14,7 @@ import openai
 import pytest
 from vsibench_mini import CARD, MiniBench, write_mini_vsibench
 
-import bench.vsibench.runner as runner
+import bench.eval_runner.runner as runner
 from bench.vsibench.dataset import FrameFoldersUnsupported, annotation_files, load_questions, video_path
 from bench.vsibench.prompts import MCA_SUFFIX, NA_SUFFIX, question_text
 from bench.vsibench.runner import RunOptions, run_benchmark

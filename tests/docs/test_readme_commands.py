@@ -137,8 +137,11 @@ def _run_shell(command: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _assert_answer(result: subprocess.CompletedProcess[str], command: str) -> None:
+    """The command succeeded and the server answered with what the route promises (a chat answer or a file)."""
     assert result.returncode == 0, f"`{command}` failed: {result.stderr[-2000:]}"
-    assert '"choices"' in result.stdout and '"error"' not in result.stdout, result.stdout[-2000:]
+    assert '"error"' not in result.stdout, result.stdout[-2000:]
+    expected = '"object":"file"' if "/v1/files" in command else '"choices"'
+    assert expected in result.stdout.replace(" ", ""), result.stdout[-2000:]
 
 
 @pytest.mark.engine

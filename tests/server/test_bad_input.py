@@ -272,6 +272,13 @@ CASES: list[tuple[str, int, Callable]] = [
         400,
         lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"max_pixels": 10**9})),
     ),
+    (
+        "fixed frame size above the pixel cap",
+        400,
+        lambda live, m: _post(
+            live, _chat(_b64(m["good"]), video_sampling={"resized_height": 480, "resized_width": 640})
+        ),
+    ),
     ("unknown sampling field", 422, lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"frames": 4}))),
     ("negative max_tokens", 400, lambda live, m: _post(live, _chat(_b64(m["good"]), max_tokens=-5))),
     (

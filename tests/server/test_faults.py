@@ -76,8 +76,8 @@ def test_engine_death_gives_clean_503s_and_unhealthy(tiny_checkpoint: Path, tmp_
 def test_a_hanging_decoder_is_bounded_by_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     frames = np.zeros((4, 32, 32, 3), np.uint8)
     video = encode_mp4(frames, tmp_path / "v.mp4").read_bytes()
-    preparer = VideoPreparer(ServerSettings(decode_timeout_s=0.5), geometry_source=None)
-    monkeypatch.setattr(preparer, "_prepare_sync", lambda *args: time.sleep(3))
+    preparer = VideoPreparer(ServerSettings(decode_timeout_s=0.5))
+    monkeypatch.setattr(preparer, "_prepare_uniform", lambda *args: time.sleep(3))
     spec = SamplingSpec("uniform", 4, None, 16, 3136, 12544, 10**8)
     started = time.monotonic()
     with pytest.raises(APIError) as caught:

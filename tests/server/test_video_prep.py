@@ -4,6 +4,7 @@ concurrent requests about the same new video."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -25,15 +26,15 @@ def _spec(num_frames: int = 4) -> SamplingSpec:
 
 
 def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    preparer = VideoPreparer(ServerSettings(), geometry_source=None)
+    preparer = VideoPreparer(ServerSettings())
     calls = []
-    real = preparer._prepare_sync
+    real = preparer._prepare_uniform
 
     def counting(*args):
         calls.append(args[2])
         return real(*args)
 
-    monkeypatch.setattr(preparer, "_prepare_sync", counting)
+    monkeypatch.setattr(preparer, "_prepare_uniform", counting)
     digest = content_hash(video)
 
     async def scenario():
@@ -54,7 +55,7 @@ def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeyp
 def test_a_failure_reaches_every_waiter_and_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     from sampling.errors import NotAVideoError
 
-    preparer = VideoPreparer(ServerSettings(), geometry_source=None)
+    preparer = VideoPreparer(ServerSettings())
 
     async def scenario() -> list[BaseException | object]:
         return await asyncio.gather(
@@ -65,3 +66,23 @@ def test_a_failure_reaches_every_waiter_and_is_not_cached(monkeypatch: pytest.Mo
     assert all(isinstance(r, NotAVideoError) for r in results)
     assert len(preparer.cache) == 0 and not preparer._in_flight
     preparer.shutdown()
+
+
+def test_the_frames_field_goes_into_the_first_stream_chunk_only() -> None:
+    from server.chat import with_frames_in_first_chunk
+
+    used = [{"strategy": "uniform", "indices": [0, 5], "timestamps_s": [0.0, 1.25]}]
+    chunks = [{"object": "chat.completion.chunk", "choices": [{"delta": {"content": c}}]} for c in ("a", "b")]
+
+    async def vllm_stream():
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    async def read() -> list[str]:
+        return [event async for event in with_frames_in_first_chunk(vllm_stream(), used)]
+
+    events = asyncio.run(read())
+    assert json.loads(events[0][len("data: ") :]) == {**chunks[0], "video_frames": used}
+    assert events[0].endswith("\n\n")
+    assert events[1:] == [f"data: {json.dumps(chunks[1])}\n\n", "data: [DONE]\n\n"]

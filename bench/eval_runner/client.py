@@ -1,24 +1,25 @@
-"""One VSI-Bench question through the OpenAI-compatible API, with the seed's decoding settings.
+"""One benchmark question about an uploaded video through the OpenAI-compatible API, with the seed's decoding.
 
-The seed generates with ``max_new_tokens=1024, do_sample=True, temperature=0.1, top_p=0.001``; ``generate`` takes
-whatever else (``top_k``, ``repetition_penalty``) from the checkpoint's ``generation_config.json``. Only the three
-explicit values are sent here, so the server fills the rest from the same file (vLLM's default
-``--generation-config auto``), which keeps both paths on the same sampling parameters.
+The seed's evaluations generate with ``do_sample=True, temperature=0.1, top_p=0.001`` and ``max_new_tokens`` 1024
+(VSI-Bench) or 256 (ScanQA); ``generate`` takes whatever else (``top_k``, ``repetition_penalty``) from the
+checkpoint's ``generation_config.json``. Only the explicit values are sent here, so the server fills the rest from
+the same file (vLLM's default ``--generation-config auto``), which keeps both paths on the same sampling
+parameters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import openai
 
-from bench.vsibench.prompts import user_message
-
 
 @dataclass(frozen=True)
 class Decoding:
-    """The seed's explicit generation arguments (``inference_batch`` in eval_vsibench.py)."""
+    """The seed's explicit generation arguments (``inference_batch`` in eval_vsibench.py; eval_scanqa.py's differ
+    only in ``max_tokens=256``)."""
 
     temperature: float = 0.1
     top_p: float = 0.001
@@ -52,15 +53,22 @@ async def resolve_model(client: openai.AsyncOpenAI, model: str | None) -> str:
     return models.data[0].id
 
 
+def user_message(file_id: str, text: str) -> dict[str, Any]:
+    """One user message: the uploaded video by file id (OpenAI's ``file`` part), then the question, the order of
+    the seed's messages."""
+    return {
+        "role": "user",
+        "content": [{"type": "file", "file": {"file_id": file_id}}, {"type": "text", "text": text}],
+    }
+
+
 class QuestionAsker:
     """Sends one question about an uploaded video and returns the model's answer text."""
 
-    def __init__(
-        self, client: openai.AsyncOpenAI, model: str, strategy: str, num_frames: int, decoding: Decoding
-    ) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, model: str, sampling: Mapping[str, Any], decoding: Decoding) -> None:
         self.client = client
         self.model = model
-        self.sampling = {"strategy": strategy, "num_frames": num_frames}
+        self.sampling = dict(sampling)  # the request's ``video_sampling``
         self.decoding = decoding
 
     def settings(self) -> dict[str, Any]:

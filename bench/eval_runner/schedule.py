@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-
-from bench.vsibench.dataset import video_key
 
 
 class VideoScheduler:
-    """Hands out questions (dicts with ``dataset`` and ``scene_name``), grouped by video in first-appearance order."""
+    """Hands out questions grouped by video (``video_key(question)``) in first-appearance order."""
 
-    def __init__(self, questions: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, questions: Sequence[dict[str, Any]], video_key: Callable[[dict[str, Any]], str]) -> None:
+        self._video_key = video_key
         self._queues: dict[str, deque[dict[str, Any]]] = {}
         for question in questions:
             self._queues.setdefault(video_key(question), deque()).append(question)
@@ -51,7 +50,7 @@ class VideoScheduler:
 
     async def done(self, question: dict[str, Any]) -> None:
         """Report a question finished (answered or failed); the first one releases the rest of its video."""
-        key = video_key(question)
+        key = self._video_key(question)
         if self._priming.get(key) != id(question):
             return
         async with self._changed:

@@ -1,0 +1,254 @@
+"""The geometry worker of space-aware sampling, without an engine: a real worker process running the tiny
+checkpoint's VGGT on CPU, its bounded queue, cancellation, crash recovery, and the start-up memory arithmetic.
+
+One worker (one process, loaded once) serves the module from a module-wide event loop; the crash test replaces
+its process, as the supervisor does in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+from argparse import Namespace
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media import encode_mp4
+from prometheus_client import REGISTRY
+
+from sampling.cache import content_hash
+from sampling.geometry import candidate_indices, preprocess_frames_uint8
+from sampling.geometry_budget import GeometryShape, largest_chunk, pass_bytes, worst_case_bytes
+from server.errors import APIError
+from server.geometry_worker import GeometryWorker, plan_geometry
+from server.settings import ServerSettings
+from server.video_prep import SamplingSpec, VideoPreparer
+
+CANDIDATES = 4
+
+
+def _args(checkpoint: Path) -> Namespace:
+    return Namespace(
+        model=str(checkpoint), tensor_parallel_size=1, pipeline_parallel_size=1, gpu_memory_utilization=0.9
+    )
+
+
+def _images(seed: int) -> np.ndarray:
+    """VGGT input of ``CANDIDATES`` random 48x64 frames (392x518 after the seed's preprocessing, like 4:3 video)."""
+    frames = np.random.default_rng(seed).integers(0, 255, (CANDIDATES, 48, 64, 3), dtype=np.uint8)
+    return preprocess_frames_uint8(frames).contiguous().numpy()
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def worker(tiny_checkpoint: Path, loop: asyncio.AbstractEventLoop) -> Iterator[GeometryWorker]:
+    settings = ServerSettings(space_aware_candidates=CANDIDATES)
+    plan = plan_geometry(_args(tiny_checkpoint), settings)
+    assert plan is not None and plan.device == "cpu"
+    worker = GeometryWorker(plan, max_queue=4, retry_after_s=2)
+    loop.run_until_complete(worker.start())
+    assert worker.ready
+    yield worker
+    loop.run_until_complete(worker.close())
+
+
+async def _until(condition) -> None:
+    """Wait for a condition another task or process brings about (polled on the event loop)."""
+    async with asyncio.timeout(120):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def test_passes_run_one_at_a_time_and_all_answer(worker: GeometryWorker, loop: asyncio.AbstractEventLoop) -> None:
+    async def four_at_once():
+        return await asyncio.gather(*(worker.select(_images(seed), 2, "v") for seed in range(4)))
+
+    results = loop.run_until_complete(four_at_once())
+    assert all(len(r.positions) == 2 and set(r.positions) <= set(range(CANDIDATES)) for r in results)
+    spans = sorted((r.started, r.finished) for r in results)
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))  # never overlap
+    assert all(r.vggt_s > 0 and r.selection_s > 0 and r.chunk >= 1 for r in results)
+
+
+def test_a_full_queue_answers_503_with_retry_after(worker: GeometryWorker, loop: asyncio.AbstractEventLoop) -> None:
+    async def one_too_many():
+        worker.max_queue = 1
+        try:  # both start before the dispatcher runs: the first waits in the queue, the second finds it full
+            return await asyncio.gather(
+                worker.select(_images(10), 2, "v"), worker.select(_images(11), 2, "v"), return_exceptions=True
+            )
+        finally:
+            worker.max_queue = 4
+
+    first, second = loop.run_until_complete(one_too_many())
+    assert len(first.positions) == 2
+    assert isinstance(second, APIError) and second.status == 503 and second.retry_after == 2
+
+
+def test_a_cancelled_request_stops_its_pass(worker: GeometryWorker, loop: asyncio.AbstractEventLoop) -> None:
+    cancelled_before = _metric("spatial_mllm_geometry_passes_total", outcome="cancelled")
+
+    async def leave_mid_pass():
+        request = asyncio.ensure_future(worker.select(_images(20), 2, "v"))
+        await _until(lambda: worker.busy)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await _until(lambda: not worker.busy)
+        return await worker.select(_images(21), 2, "v")  # the worker is free for the next one
+
+    assert len(loop.run_until_complete(leave_mid_pass()).positions) == 2
+    assert _metric("spatial_mllm_geometry_passes_total", outcome="cancelled") == cancelled_before + 1
+
+
+def test_a_killed_worker_fails_its_pass_with_503_and_is_replaced(
+    worker: GeometryWorker, loop: asyncio.AbstractEventLoop
+) -> None:
+    restarts_before = _metric("spatial_mllm_geometry_restarts_total")
+    old_pid = worker.pid
+
+    async def kill_mid_pass():
+        request = asyncio.ensure_future(worker.select(_images(30), 2, "v"))
+        await _until(lambda: worker.busy)
+        os.kill(old_pid, signal.SIGKILL)
+        with pytest.raises(APIError) as caught:
+            await request
+        return caught.value, await worker.select(_images(31), 2, "v")
+
+    error, after = loop.run_until_complete(kill_mid_pass())
+    assert error.status == 503 and error.retry_after == 2
+    assert len(after.positions) == 2
+    assert worker.ready and worker.pid != old_pid
+    assert _metric("spatial_mllm_geometry_restarts_total") == restarts_before + 1
+
+
+def test_concurrent_new_videos_each_decode_once_and_say_which_frames(
+    worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sampling.decode import DecodedVideo
+
+    videos = []
+    for seed in range(4):
+        frames = np.random.default_rng(seed).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
+        videos.append(encode_mp4(frames, tmp_path / f"v{seed}.mp4", fps=5).read_bytes())
+    decodes: list[list[int]] = []
+    real_frames = DecodedVideo.frames
+
+    def counted(self, indices):
+        decodes.append(list(indices))
+        return real_frames(self, indices)
+
+    monkeypatch.setattr(DecodedVideo, "frames", counted)
+    preparer = VideoPreparer(ServerSettings(space_aware_candidates=CANDIDATES), worker)
+    spec = SamplingSpec("space_aware", 2, None, 16, 3136, 12544, 10**8)
+
+    async def ask_all():
+        return await asyncio.gather(*(preparer.prepare(v, content_hash(v), spec, "v") for v in videos))
+
+    try:
+        prepared = loop.run_until_complete(ask_all())
+    finally:
+        preparer.shutdown()
+    candidates = [int(i) for i in candidate_indices(10, CANDIDATES)]
+    assert sorted(decodes) == [candidates] * 4  # one decode per video: the candidates, nothing after
+    for video in prepared:
+        used = video.used
+        assert used["strategy"] == "space_aware" and used["candidates"] == CANDIDATES
+        assert len(used["indices"]) == 2 and set(used["indices"]) <= set(candidates)
+        assert used["timestamps_s"] == [i / 5 for i in used["indices"]]
+        assert video.metadata["frames_indices"] == used["indices"] and video.frames.shape[0] == 2
+
+
+def _new_video_and_preparer(
+    worker: GeometryWorker, tmp_path: Path, seed: int
+) -> tuple[bytes, VideoPreparer, SamplingSpec]:
+    """A 10-frame 48x64 video at 5 fps no other test uses, a preparer on ``worker``, and a 2-frame space-aware spec."""
+    frames = np.random.default_rng(seed).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
+    video = encode_mp4(frames, tmp_path / "v.mp4", fps=5).read_bytes()
+    preparer = VideoPreparer(ServerSettings(space_aware_candidates=CANDIDATES), worker)
+    return video, preparer, SamplingSpec("space_aware", 2, None, 16, 3136, 12544, 10**8)
+
+
+def test_an_upload_prepares_in_the_background_and_the_question_joins_it(
+    worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    video, preparer, spec = _new_video_and_preparer(worker, tmp_path, seed=7)
+    counts = {r: _metric("spatial_mllm_sampling_cache_total", result=r) for r in ("miss", "joined", "hit")}
+
+    async def upload_then_ask():
+        preparer.prepare_in_background(video, content_hash(video), spec)
+        return await preparer.prepare(video, content_hash(video), spec, "v")
+
+    try:
+        prepared = loop.run_until_complete(upload_then_ask())
+    finally:
+        preparer.shutdown()
+    assert prepared.used["candidates"] == CANDIDATES
+    after = {r: _metric("spatial_mllm_sampling_cache_total", result=r) for r in counts}
+    assert after["miss"] == counts["miss"]  # the question started nothing of its own...
+    assert after["joined"] + after["hit"] == counts["joined"] + counts["hit"] + 1  # ...it joined or found the work
+
+
+def test_start_up_refuses_a_budget_too_small_or_too_large(tiny_checkpoint: Path) -> None:
+    args = _args(tiny_checkpoint)
+    with pytest.raises(SystemExit, match="cannot hold one VGGT pass of 16 candidates"):
+        plan_geometry(args, ServerSettings(space_aware_candidates=16, space_aware_budget_gib=1e-6))
+    with pytest.raises(SystemExit, match="exceed cpu"):
+        plan_geometry(args, ServerSettings(space_aware_budget_gib=1e6))
+
+
+def test_vggt_1b_at_128_candidates_fits_its_default_budget_in_chunks() -> None:
+    """VGGT-1B sizes (≈ 942M parameters in aggregator + point head), bf16, 4:3 video (392x518 VGGT input)."""
+    shape = GeometryShape(embed_dim=1024, point_features=256, weight_elements=942_000_000)
+    budget = worst_case_bytes(shape, 128, 2)  # the default budget: the largest input at one frame per step
+    chunk = largest_chunk(shape, 128, 392, 518, budget, 2)
+    assert chunk > 1 and pass_bytes(shape, 128, 392, 518, chunk, 2) <= budget
+    assert pass_bytes(shape, 128, 392, 518, chunk + 1, 2) > budget or chunk == 16
+    assert 4 < budget / 2**30 < 16  # the order of magnitude DEPLOY.md plans for
+
+
+def test_a_pass_stops_only_when_the_last_question_leaves(
+    worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    video, preparer, spec = _new_video_and_preparer(worker, tmp_path, seed=9)
+    cancelled = _metric("spatial_mllm_geometry_passes_total", outcome="cancelled")
+
+    async def scenario():
+        ask = [asyncio.ensure_future(preparer.prepare(video, content_hash(video), spec, "v")) for _ in range(3)]
+        await _until(lambda: worker.busy)
+        ask[0].cancel()  # one of three leaves: the others still get their frames
+        stayed = await asyncio.gather(*ask[1:])
+        other = SamplingSpec("space_aware", 3, None, 16, 3136, 12544, 10**8)  # not cached yet: a new pass
+        again = [asyncio.ensure_future(preparer.prepare(video, content_hash(video), other, "v")) for _ in range(2)]
+        return stayed, again
+
+    async def everyone_leaves(again):
+        await _until(lambda: worker.busy)
+        for request in again:
+            request.cancel()
+        await asyncio.gather(*again, return_exceptions=True)
+        await _until(lambda: not worker.busy)
+
+    try:
+        stayed, again = loop.run_until_complete(scenario())
+        assert stayed[0] is stayed[1] and stayed[0].used["candidates"] == CANDIDATES
+        assert _metric("spatial_mllm_geometry_passes_total", outcome="cancelled") == cancelled
+        loop.run_until_complete(everyone_leaves(again))
+    finally:
+        preparer.shutdown()
+    assert _metric("spatial_mllm_geometry_passes_total", outcome="cancelled") == cancelled + 1
+    assert not preparer._in_flight
