@@ -21,6 +21,18 @@ from PIL import Image
 pytestmark = pytest.mark.engine
 
 
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 24-frame 112x140 mp4 at 8 fps of its own (seed 5): its frames are cached under keys no other test uses."""
+    import numpy as np
+    from media import encode_mp4
+
+    from model_plugin.reference.demo import synthetic_video
+
+    frames = synthetic_video(frames=24, height=112, width=140, seed=5).permute(0, 2, 3, 1).numpy()
+    return encode_mp4(np.ascontiguousarray(frames), tmp_path_factory.mktemp("playground") / "room.mp4", fps=8)
+
+
 def _upload(live, path: Path) -> dict:
     with path.open("rb") as handle:
         response = httpx.post(
@@ -41,8 +53,8 @@ def _cache_hits(live) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_frames_endpoint_shows_what_chat_samples_and_shares_its_cache(live, room_video: Path) -> None:
-    uploaded = _upload(live, room_video)
+def test_frames_endpoint_shows_what_chat_samples_and_shares_its_cache(live, clip: Path) -> None:
+    uploaded = _upload(live, clip)
     response = _frames(live, uploaded["id"], strategy="uniform", num_frames=4)
     assert response.status_code == 200, response.text
     result = response.json()
@@ -89,8 +101,8 @@ def test_frames_endpoint_shows_what_chat_samples_and_shares_its_cache(live, room
     assert len(chosen) == 4 and set(chosen) <= set(candidates)
 
 
-def test_frames_endpoint_errors_name_the_field(live, room_video: Path) -> None:
-    uploaded = _upload(live, room_video)
+def test_frames_endpoint_errors_name_the_field(live, clip: Path) -> None:
+    uploaded = _upload(live, clip)
     too_many = _frames(live, uploaded["id"], num_frames=17)  # --max-num-frames 16
     assert too_many.status_code == 400
     assert too_many.json()["error"]["param"] == "video_sampling.num_frames"
@@ -128,7 +140,7 @@ def browser():
         session.quit()
 
 
-def test_playground_in_a_real_browser(live, browser, room_video: Path, tmp_path: Path) -> None:
+def test_playground_in_a_real_browser(live, browser, clip: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -141,7 +153,7 @@ def test_playground_in_a_real_browser(live, browser, room_video: Path, tmp_path:
     browser.find_element(By.ID, "num-frames").send_keys("4")
 
     # upload: the video's facts, then both strategies' frames with alt text, candidates on the timeline
-    browser.find_element(By.ID, "file").send_keys(str(room_video))
+    browser.find_element(By.ID, "file").send_keys(str(clip))
     wait.until(ready.visibility_of_element_located((By.ID, "facts")))
     facts = browser.find_element(By.ID, "facts").text
     assert "24" in facts and "140 × 112" in facts
