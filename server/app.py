@@ -22,7 +22,7 @@ from vllm.entrypoints.launchers.api_server.app_state import init_app_state
 from vllm.entrypoints.launchers.app import build_app
 
 from sampling.geometry_pass import WorkerConfig
-from server import chat, files_api, health, oneshot
+from server import chat, files_api, frames_api, health, oneshot, playground
 from server.connector import PreparedVideoStore, install_media_connector
 from server.errors import install_error_handlers
 from server.file_store import FileStore
@@ -137,8 +137,10 @@ async def build_server_app(
     await init_app_state(engine_client, app.state, args, supported_tasks)
     app.title, app.version = "spatial-mllm-serve", version("spatial-mllm-serve")  # for /docs and /openapi.json
     keep_product_routes(app)
-    for module in (chat, files_api, oneshot, health):
+    for module in (chat, files_api, frames_api, oneshot, health):
         app.include_router(module.router)
+    if settings.playground:
+        app.include_router(playground.router)
     install_error_handlers(app)
     wire_resources(app, args, settings, geometry)
     add_our_middleware(app, settings)

@@ -185,6 +185,10 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[argpars
         raise ConfigError(str(exc)) from exc
     if args.model_tag is not None:
         args.model = args.model_tag
+    if args.demo:
+        from server.demo import DEMO_SETTINGS
+
+        vars(args).update(DEMO_SETTINGS)
     settings = settings_from_args(args)
     check_engine_options(args, environ)
     args.sample_video = None

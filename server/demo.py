@@ -16,6 +16,7 @@ import numpy as np
 
 DEMO_ROOT = Path(os.environ.get("SPATIAL_MLLM_CACHE", Path.home() / ".cache" / "spatial-mllm-serve"))
 DEMO_MODEL_NAME = "spatial-mllm-demo"
+DEMO_SETTINGS = {"playground": True}  # our options --demo turns on (the browser page at /playground)
 CPU_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": 8192, "enforce_eager": True, "max_num_seqs": 8}
 
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +25,8 @@ from server.metrics import REJECTED, REQUESTS
 REQUEST_ID = contextvars.ContextVar("request_id", default="-")
 ACCESS_LOG = logging.getLogger("spatial_mllm_serve.access")
 GUARDED_PREFIX = "/v1/"
+# pages a browser opens by address, where no header can carry the key: it may come as ``?key=`` instead
+KEYED_PAGES = ("/playground",)
 ADMITTED_PATHS = ("/v1/chat/completions", "/v1/video/chat", "/v1/files")
 
 
@@ -106,6 +108,9 @@ class APIKeys:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
+        return self._match_token(token)
+
+    def _match_token(self, token: str) -> bytes | None:
         digest = hashlib.sha256(token.strip().encode()).digest()
         matched = None
         for expected in self.digests:
@@ -130,10 +135,12 @@ class APIKeys:
             scope["type"] == "http"
             and self.digests
             and scope.get("method") != "OPTIONS"
-            and route_path(scope).startswith(GUARDED_PREFIX)
+            and (route_path(scope).startswith(GUARDED_PREFIX) or route_path(scope) in KEYED_PAGES)
         )
         if guarded:
             digest = self._match(Headers(scope=scope))
+            if digest is None and route_path(scope) in KEYED_PAGES:
+                digest = self._match_token(QueryParams(scope["query_string"].decode("latin-1")).get("key", ""))
             if digest is None:
                 response = error_response(401, "Invalid or missing API key (send 'Authorization: Bearer <key>').")
                 response.headers["WWW-Authenticate"] = "Bearer"

@@ -74,6 +74,7 @@ class ServerSettings(BaseModel):
         0.0, description="geometry worker's memory budget in GiB (0: what one pass of the candidates needs)"
     )
     space_aware_queue: int = Field(4, description="space-aware passes that may wait behind the running one (503 past)")
+    playground: bool = Field(False, description="serve the browser playground at /playground (on with --demo)")
 
     @model_validator(mode="after")
     def _consistent_caps(self) -> ServerSettings:

@@ -99,7 +99,7 @@ def start_server(checkpoint: Path, root: Path, *extra: str, env: dict[str, str] 
         "--min-pixels-per-frame", "3136", "--max-pixels-per-frame", "12544",
         "--max-video-bytes", str(2 << 20), "--max-video-duration-s", "120",
         "--uploads-dir", str(uploads), "--max-concurrent-requests", "8",
-        "--space-aware-candidates", "16",
+        "--space-aware-candidates", "16", "--playground",
         *extra,
     ]  # fmt: skip
     (root / "tmp").mkdir(exist_ok=True)

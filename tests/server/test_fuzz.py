@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 pytestmark = pytest.mark.engine
-OUR_ROUTES = r"^/v1/(files|files/\{file_id\}|files/\{file_id\}/content|video/chat|chat/completions|models)$"
+OUR_ROUTES = r"^/v1/(files|files/\{file_id\}(/content|/frames)?|video/chat|chat/completions|models)$"
 EXAMPLES = 20
 
 

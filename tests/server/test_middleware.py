@@ -52,6 +52,23 @@ def test_keys_guard_v1_only_and_accept_any_configured_key() -> None:
     assert _run(scenario()) == [401, 200, 200, 401, 401, 200]
 
 
+def test_pages_take_the_key_from_the_address_and_the_api_does_not() -> None:
+    app = _app((APIKeys, {"keys": ["a"]}))
+    app.router.routes.append(Route("/playground", _echo))
+
+    async def scenario() -> list[int]:
+        async with _client(app) as client:
+            return [
+                (await client.get("/playground")).status_code,
+                (await client.get("/playground?key=b")).status_code,
+                (await client.get("/playground?key=a")).status_code,
+                (await client.get("/playground", headers={"Authorization": "Bearer a"})).status_code,
+                (await client.post("/v1/chat/completions?key=a")).status_code,
+            ]
+
+    assert _run(scenario()) == [401, 401, 200, 200, 401]
+
+
 def test_per_key_quota_answers_429_with_retry_after() -> None:
     async def scenario() -> list[httpx.Response]:
         async with _client(_app((APIKeys, {"keys": ["a", "b"], "per_minute": 3}))) as client:
