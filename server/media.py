@@ -110,6 +110,7 @@ class MediaResolver:
             min_pixels=s.min_pixels_per_frame,
             max_pixels=requested.max_pixels or s.max_pixels_per_frame,
             total_pixels=s.max_total_pixels,
+            time_axis=requested.time_axis or s.default_time_axis,
         )
 
     async def video_bytes(self, url: str, param: str, owner: str = "") -> VideoBytes:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from vllm.entrypoints.serve.utils.api_utils import with_cancellation
 
 from sampling.cache import content_hash
+from sampling.time_axis import TimeAxis
 from server.chat import ERROR_RESPONSES, answer, require_live_engine
 from server.connector import PREPARED_VIDEOS
 from server.errors import APIError
@@ -33,6 +34,7 @@ async def video_chat(
     strategy: Annotated[Literal["uniform", "space_aware"] | None, Form()] = None,
     num_frames: Annotated[int | None, Form(ge=1)] = None,
     fps: Annotated[float | None, Form(gt=0)] = None,
+    time_axis: Annotated[TimeAxis | None, Form()] = None,
     max_tokens: Annotated[int | None, Form(ge=1)] = None,
     temperature: Annotated[float | None, Form(ge=0)] = None,
     seed: Annotated[int | None, Form()] = None,
@@ -43,7 +45,8 @@ async def video_chat(
     require_live_engine(raw_request)
     data = await read_upload(video, state.settings.max_video_bytes, "video")
     UPLOAD_BYTES.labels("oneshot").inc(len(data))
-    spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps))
+    requested = VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps, time_axis=time_axis)
+    spec = state.media.sampling_spec(requested)
     digest = await asyncio.to_thread(content_hash, data)
     prepared = PREPARED_VIDEOS.put(await state.preparer.prepare(data, digest, spec, "video"))
     try:

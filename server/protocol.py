@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
+from sampling.time_axis import TimeAxis
+
 
 class VideoSampling(BaseModel):
     """How frames are taken from each video of a request; unset fields take the server's defaults.
@@ -20,6 +22,11 @@ class VideoSampling(BaseModel):
     num_frames: int | None = Field(default=None, ge=1)
     fps: float | None = Field(default=None, gt=0)
     max_pixels: int | None = Field(default=None, ge=28 * 28, description="per-frame pixel budget, capped by the server")
+    time_axis: TimeAxis | None = Field(
+        default=None,
+        description="M-RoPE time positions: 'seed_exact' (the original's inference: 1.0 s per 2 frames, whatever "
+        "the video) or 'real_fps' (the sampled frames' real timing); default: the server's --default-time-axis",
+    )
 
 
 class SpatialChatCompletionRequest(ChatCompletionRequest):

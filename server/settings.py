@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sampling.time_axis import TimeAxis
+
 Strategy = Literal["uniform", "space_aware"]
 
 MiB = 1 << 20
@@ -51,6 +53,9 @@ class ServerSettings:
     max_concurrent_requests: int = 64
     retry_after_s: int = 2
     media_workers: int = 4
+    # M-RoPE time positions of video frames (sampling.time_axis): "seed_exact" = the original's inference rule
+    # (1.0 s per 2 frames, what its published numbers used); "real_fps" = the sampled frames' real timing
+    default_time_axis: TimeAxis = "seed_exact"
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_num_frames <= self.max_num_frames:

@@ -21,6 +21,7 @@ import numpy as np
 from sampling.cache import SamplingCache
 from sampling.decode import open_video
 from sampling.limits import DecodeLimits
+from sampling.time_axis import TimeAxis, video_metadata
 from sampling.uniform import UniformSpec, resize_frames, resized_size, sample_uniform
 from server.connector import PreparedVideo
 from server.errors import APIError
@@ -39,10 +40,11 @@ class SamplingSpec:
     min_pixels: int
     max_pixels: int
     total_pixels: int
+    time_axis: TimeAxis = "seed_exact"  # M-RoPE time positions (sampling.time_axis); part of the frames' identity
 
     def cache_key(self) -> str:
         fields = (self.strategy, self.num_frames, self.fps, self.max_frames, self.min_pixels, self.max_pixels)
-        return ":".join(map(str, (*fields, self.total_pixels)))
+        return ":".join(map(str, (*fields, self.total_pixels, self.time_axis)))
 
     def uniform(self) -> UniformSpec:
         return UniformSpec(
@@ -123,16 +125,8 @@ class VideoPreparer:
                 sampled = sample_uniform(video, uniform)
                 indices, pixels, range_frames = list(sampled.indices), sampled.frames_uint8, sampled.range_frames
             DECODE_SECONDS.observe(time.perf_counter() - decode_started)
-        metadata = {
-            # what vLLM's Qwen2.5-VL processor reads: sampled fps = len(indices) / total_num_frames * fps, which
-            # sets the temporal M-RoPE step exactly as the seed's qwen-vl-utils ``video_sample_fps`` does
-            "fps": info.fps,
-            "duration": info.duration_s,
-            "total_num_frames": range_frames,
-            "frames_indices": [int(i) for i in indices],
-            "video_backend": "decord",
-            "do_sample_frames": False,
-        }
+        # what vLLM's Qwen2.5-VL processor reads; it sets M-RoPE's time axis (the seed's rule unless asked)
+        metadata = video_metadata(indices, info.fps, range_frames, info.duration_s, spec.time_axis)
         frames = np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy())
         SAMPLING_SECONDS.labels(spec.strategy).observe(time.perf_counter() - started)
         return PreparedVideo(frames, metadata, key)
