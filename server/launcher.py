@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
 from vllm.entrypoints.launchers.launcher import serve_http, setup_server
 
+from model_plugin.seed_rules import SEED_GENERATION
 from server.app import build_server_app
 from server.connector import CONNECTOR_NAME
 from server.errors import error_response
@@ -55,6 +56,29 @@ def engine_defaults(args: Namespace, settings: ServerSettings) -> None:
         }
     elif isinstance(args.limit_mm_per_prompt, str):
         args.limit_mm_per_prompt = json.loads(args.limit_mm_per_prompt)
+    seed_decoding_defaults(args)
+
+
+def seed_decoding_defaults(args: Namespace) -> None:
+    """A request that sets no sampling parameter decodes as the original's scripts: their explicit ``generate``
+    arguments over the checkpoint's ``generation_config.json``. The operator's ``--override-generation-config``
+    wins key by key; ``--generation-config vllm`` (vLLM's neutral defaults) is left alone."""
+    if getattr(args, "generation_config", "auto") == "vllm":
+        return
+    args.override_generation_config = {**SEED_GENERATION, **(args.override_generation_config or {})}
+
+
+def refuse_unsupported_options(args: Namespace) -> None:
+    """Exit with one line, before the port is bound and the engine loads, when an engine option would let video
+    bypass the spatial encoder (the model class refuses the same options when vLLM builds it)."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    from model_plugin.capabilities import UnsupportedCapability, refuse_unsupported_capabilities
+
+    try:
+        refuse_unsupported_capabilities(AsyncEngineArgs.from_cli_args(args).create_engine_config())
+    except UnsupportedCapability as exc:
+        raise SystemExit(f"spatial-mllm-serve: {exc}") from None
 
 
 def ready_banner(listen_address: str, args: Namespace, settings: ServerSettings) -> str:
@@ -73,6 +97,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
     """Serve until SIGINT/SIGTERM."""
     os.environ["VLLM_MEDIA_CONNECTOR"] = CONNECTOR_NAME  # videos reach vLLM only as our prepared frames
     engine_defaults(args, settings)
+    refuse_unsupported_options(args)
     listen_address, sock = setup_server(args, reuse_port=False)
     # Engine start-up blocks this event loop, so the starting app gets a thread and an event loop of its own.
     gate = uvicorn.Server(uvicorn.Config(starting_app, log_level="warning", lifespan="on"))
