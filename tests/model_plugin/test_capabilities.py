@@ -24,6 +24,8 @@ REFUSED = {
         "--ec-transfer-config",
     ),
     "video_pruning": ({"video_pruning_rate": 0.5}, "--video-pruning-rate"),
+    "encoder_only": ({"mm_encoder_only": True}, "--mm-encoder-only"),
+    "pipeline_parallel": ({"pipeline_parallel_size": 2}, "--pipeline-parallel-size"),
     "lora": ({"enable_lora": True}, "--enable-lora"),
     "speculative": ({"speculative_config": {"method": "ngram", "num_speculative_tokens": 2}}, "--speculative-config"),
 }
