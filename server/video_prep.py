@@ -20,6 +20,7 @@ import numpy as np
 
 from sampling.cache import SamplingCache
 from sampling.decode import open_video
+from sampling.frame_list import resize_like_frame_list
 from sampling.limits import DecodeLimits
 from sampling.time_axis import TimeAxis, video_metadata
 from sampling.uniform import UniformSpec, resize_frames, resized_size, sample_uniform
@@ -117,8 +118,7 @@ class VideoPreparer:
             if spec.strategy == "space_aware":
                 indices = self._space_aware_indices(video, spec)
                 decode_started = time.perf_counter()
-                size = resized_size(len(indices), info.height, info.width, uniform)
-                pixels = resize_frames(video.frames(indices), size)
+                pixels = self._resize_space_aware(video.frames(indices), info, spec)
                 range_frames = info.num_frames
             else:
                 decode_started = time.perf_counter()
@@ -130,6 +130,15 @@ class VideoPreparer:
         frames = np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy())
         SAMPLING_SECONDS.labels(spec.strategy).observe(time.perf_counter() - started)
         return PreparedVideo(frames, metadata, key)
+
+    @staticmethod
+    def _resize_space_aware(frames: np.ndarray, info, spec: SamplingSpec):
+        """Under the seed's rule, the two resizes the original's evaluation applies to saved frames
+        (:mod:`sampling.frame_list`); otherwise one resize of the decoded frames."""
+        uniform = spec.uniform()
+        if spec.time_axis == "seed_exact":
+            return resize_like_frame_list(frames, uniform)
+        return resize_frames(frames, resized_size(len(frames), info.height, info.width, uniform))
 
     async def probe(self, data: bytes, param: str) -> None:
         """Raise the typed error when ``data`` is not a decodable video within the limits."""
