@@ -32,10 +32,10 @@ MAX_TOKENS = 16
 # the live server's caps (tests/conftest.py), as the seed's qwen-vl-utils element would carry them
 MIN_PIXELS, MAX_PIXELS = 3136, 12544
 # (source fps, source frames, height, width, frames requested): the seed's 1.0 s per temporal patch is wrong for
-# each in a different way (0.25 s, 1.2 s, 1.25 s per 2 frames)
+# each in a different way (0.75 s, 0.8 s, 0.42 s per 2 frames)
 VIDEOS = {
     "8fps-24f-8": (8, 24, 112, 140, 8),
-    "25fps-60f-4": (25, 60, 96, 160, 4),
+    "25fps-60f-6": (25, 60, 96, 160, 6),
     "30fps-75f-12": (30, 75, 120, 96, 12),
 }
 
