@@ -14,7 +14,6 @@ import torch
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model with local functions
 
-from model_plugin.reference import SpatialMLLMForConditionalGeneration
 from model_plugin.reference.demo import synthetic_video
 from model_plugin.reference.inference import build_inputs, identity_size_bounds
 from model_plugin.vllm_model import denormalize_patches, unpatchify
@@ -47,18 +46,6 @@ def llm(tiny_checkpoint: Path):
     )
     yield engine
     del engine
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_checkpoint: Path):
-    return SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint: Path):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(tiny_checkpoint)
 
 
 def _vllm_request(processor, video: torch.Tensor, question: str) -> dict:

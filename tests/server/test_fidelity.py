@@ -41,20 +41,6 @@ VIDEOS = {
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_checkpoint: Path):
-    from model_plugin.reference import SpatialMLLMForConditionalGeneration
-
-    return SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint: Path):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
 def qwen_vl_utils():
     """qwen_vl_utils.vision_process on its decord backend, as the seed's environment reads videos."""
     from qwen_vl_utils import vision_process
