@@ -121,9 +121,9 @@ class SeedLoop:
         element = {"type": "video", "video": str(video), "nframes": self.frames}
         element |= {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
         messages = [{"role": "user", "content": [element, {"type": "text", "text": question}]}]
-        _, videos, kwargs = self.vision.process_vision_info(messages, return_video_kwargs=True)
+        _, videos = self.vision.process_vision_info(messages)
         frames = videos[0].round().to(torch.uint8)
-        inputs = build_inputs(self.processor, [frames], question, fps=kwargs["fps"][0])
+        inputs = build_inputs(self.processor, [frames], question)  # no fps, as the seed: its 2.0 fps rule
         with torch.no_grad():
             self.model.generate(**inputs, max_new_tokens=self.max_tokens, do_sample=False, streamer=clock)
         return clock.ttft_s, int(inputs["input_ids"].shape[1])

@@ -33,6 +33,8 @@ from vllm.model_executor.models.qwen2_5_vl import (
 from vllm.model_executor.models.utils import AutoWeightsLoader
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
+from model_plugin.capabilities import refuse_unsupported_capabilities
+
 VIDEO, IMAGE = "video", "image"
 
 # Each architecture's class decorates itself with this: Qwen2.5-VL's own processor, info and dummy inputs.
@@ -80,6 +82,7 @@ class SpatialQwen2_5_VL(Qwen2_5_VLForConditionalGeneration):
     SKIPPED_PREFIXES: tuple[str, ...] = ()
 
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
+        refuse_unsupported_capabilities(vllm_config)  # options that would bypass the spatial encoder
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         config = vllm_config.model_config.hf_config
         mm_config = vllm_config.model_config.get_multimodal_config()
@@ -90,8 +93,7 @@ class SpatialQwen2_5_VL(Qwen2_5_VLForConditionalGeneration):
         self._patch = vision.patch_size
         self._temporal = vision.temporal_patch_size
         self._merge = vision.spatial_merge_size
-        self._norm_mean: torch.Tensor | None = None
-        self._norm_std: torch.Tensor | None = None
+        self._norm_mean, self._norm_std = (None, None) if self._pixels_are_raw else self._normalisation()
         self.spatial_encoder_calls = 0  # counted so tests and metrics can see encoder-cache hits
 
     def build_spatial_modules(self, config) -> None:
@@ -102,18 +104,20 @@ class SpatialQwen2_5_VL(Qwen2_5_VLForConditionalGeneration):
         """Per item [T, 3, H, W] frames in [0, 1] -> [visual tokens of all items, hidden] to add, in Qwen's order."""
         raise NotImplementedError
 
+    def _normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The checkpoint's image mean and std, read once at build (needed only when patches arrive normalised)."""
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(
+            self.model_config.model, trust_remote_code=self.model_config.trust_remote_code
+        )
+        return torch.tensor(processor.image_mean), torch.tensor(processor.image_std)
+
     def _unit_range(self, patches: torch.Tensor) -> torch.Tensor:
         """Patch pixels -> float in [0, 1], exactly the resized uint8 frames divided by 255."""
         if self._pixels_are_raw or patches.dtype == torch.uint8:
             return patches.float() / 255.0
-        if self._norm_mean is None:
-            from transformers import AutoImageProcessor
-
-            processor = AutoImageProcessor.from_pretrained(
-                self.model_config.model, trust_remote_code=self.model_config.trust_remote_code
-            )
-            self._norm_mean = torch.tensor(processor.image_mean)
-            self._norm_std = torch.tensor(processor.image_std)
+        assert self._norm_mean is not None and self._norm_std is not None  # read at build when not raw
         return denormalize_patches(patches, self._norm_mean, self._norm_std)
 
     def _fuse(

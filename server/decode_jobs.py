@@ -15,39 +15,34 @@ import numpy as np
 
 from sampling.decode import VideoInfo, open_video, silence_decoder_log
 from sampling.limits import DecodeLimits
+from sampling.time_axis import TimeAxis, video_metadata
 from sampling.uniform import UniformSpec, sample_uniform
 
 
 @dataclass(frozen=True)
 class DecodedFrames:
-    """Sampled frames ([T, H, W, 3] uint8, NHWC as vLLM takes them), vLLM's video metadata, decode seconds."""
+    """Sampled frames ([T, H, W, 3] uint8, NHWC as vLLM takes them), vLLM's video metadata, decode seconds, and
+    which frames of the video they are."""
 
     frames: np.ndarray
     metadata: dict[str, Any]
     decode_s: float
+    indices: list[int]  # the decoded frames' indices in the video
+    video_fps: float  # the video's own frame rate (the metadata's may be the seed's rule instead)
 
 
-def video_metadata(info: VideoInfo, indices: list[int], range_frames: int) -> dict[str, Any]:
-    """What vLLM's Qwen2.5-VL processor reads: sampled fps = len(indices) / total_num_frames * fps, which sets the
-    temporal M-RoPE step exactly as the seed's qwen-vl-utils ``video_sample_fps`` does."""
-    return {
-        "fps": info.fps,
-        "duration": info.duration_s,
-        "total_num_frames": range_frames,
-        "frames_indices": [int(i) for i in indices],
-        "video_backend": "decord",
-        "do_sample_frames": False,
-    }
-
-
-def decode_uniform(data: bytes, spec: UniformSpec, limits: DecodeLimits) -> DecodedFrames:
-    """Uniformly sampled, resized frames of ``data`` (qwen-vl-utils' rules)."""
+def decode_uniform(
+    data: bytes, spec: UniformSpec, limits: DecodeLimits, time_axis: TimeAxis = "seed_exact"
+) -> DecodedFrames:
+    """Uniformly sampled, resized frames of ``data`` (qwen-vl-utils' rules), with the metadata that puts them on
+    M-RoPE's time axis by ``time_axis`` (:mod:`sampling.time_axis`)."""
     started = time.perf_counter()
     with open_video(data, limits) as video:
         sampled = sample_uniform(video, spec)
     frames = np.ascontiguousarray(sampled.frames_uint8.permute(0, 2, 3, 1).numpy())
-    metadata = video_metadata(sampled.info, list(sampled.indices), sampled.range_frames)
-    return DecodedFrames(frames, metadata, time.perf_counter() - started)
+    info, indices = sampled.info, list(sampled.indices)
+    metadata = video_metadata(indices, info.fps, sampled.range_frames, info.duration_s, time_axis)
+    return DecodedFrames(frames, metadata, time.perf_counter() - started, indices, info.fps)
 
 
 def probe(source: bytes | Path, limits: DecodeLimits) -> VideoInfo:

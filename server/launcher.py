@@ -32,6 +32,7 @@ from vllm.entrypoints.launchers.utils.server_utils import get_uvicorn_log_config
 from vllm.reasoning import ReasoningParserManager
 from vllm.tool_parsers import ToolParserManager
 
+from model_plugin.seed_rules import SEED_GENERATION
 from server.app import build_server_app
 from server.errors import error_response
 from server.geometry_worker import plan_geometry
@@ -69,6 +70,29 @@ def engine_defaults(args: Namespace, settings: ServerSettings) -> None:
         }
     elif isinstance(args.limit_mm_per_prompt, str):
         args.limit_mm_per_prompt = json.loads(args.limit_mm_per_prompt)
+    seed_decoding_defaults(args)
+
+
+def seed_decoding_defaults(args: Namespace) -> None:
+    """A request that sets no sampling parameter decodes as the original's scripts: their explicit ``generate``
+    arguments over the checkpoint's ``generation_config.json``. The operator's ``--override-generation-config``
+    wins key by key; ``--generation-config vllm`` (vLLM's neutral defaults) is left alone."""
+    if getattr(args, "generation_config", "auto") == "vllm":
+        return
+    args.override_generation_config = {**SEED_GENERATION, **(args.override_generation_config or {})}
+
+
+def refuse_unsupported_options(args: Namespace) -> None:
+    """Exit with one line, before the port is bound and the engine loads, when an engine option would let video
+    bypass the spatial encoder (the model class refuses the same options when vLLM builds it)."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    from model_plugin.capabilities import UnsupportedCapability, refuse_unsupported_capabilities
+
+    try:
+        refuse_unsupported_capabilities(AsyncEngineArgs.from_cli_args(args).create_engine_config())
+    except UnsupportedCapability as exc:
+        raise SystemExit(f"spatial-mllm-serve: {exc}") from None
 
 
 def load_parser_plugins(args: Namespace) -> None:
@@ -100,6 +124,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
     load_parser_plugins(args)
     engine_defaults(args, settings)
     uvicorn_options = {"log_config": log_config} if (log_config := get_uvicorn_log_config(args)) else {}
+    refuse_unsupported_options(args)
     geometry = plan_geometry(args, settings)  # refuses an impossible memory budget before the engine loads
     listen_address, sock = setup_server(args, reuse_port=False)
     # Engine start-up blocks this event loop, so the starting app gets a thread and an event loop of its own.

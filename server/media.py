@@ -158,6 +158,7 @@ class MediaResolver:
             total_pixels=s.max_total_pixels,
             resized_height=requested.resized_height,
             resized_width=requested.resized_width,
+            time_axis=requested.time_axis or s.default_time_axis,
         )
 
     def _check_fixed_size(self, requested: VideoSampling, prefix: str) -> None:

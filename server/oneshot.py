@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from vllm.entrypoints.serve.utils.api_utils import with_cancellation
 
 from sampling.cache import content_hash
+from sampling.time_axis import TimeAxis
 from server.chat import ERROR_RESPONSES, answer, require_live_engine
 from server.errors import APIError
 from server.files_api import read_upload, strict_form
@@ -33,6 +34,7 @@ async def video_chat(
     strategy: Annotated[Literal["uniform", "space_aware"] | None, Form()] = None,
     num_frames: Annotated[int | None, Form(ge=MIN_FRAMES)] = None,
     fps: Annotated[float | None, Form(gt=0)] = None,
+    time_axis: Annotated[TimeAxis | None, Form()] = None,
     max_tokens: Annotated[int | None, Form(ge=1)] = None,
     temperature: Annotated[float | None, Form(ge=0)] = None,
     seed: Annotated[int | None, Form()] = None,
@@ -43,7 +45,8 @@ async def video_chat(
     if not question or not question.strip():  # FastAPI reads an empty form field as a missing one
         raise APIError(422, "question: send a non-empty question as a form field (-F question=...).", "question")
     require_live_engine(raw_request)
-    spec = state.media.sampling_spec(VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps), prefix="")
+    requested = VideoSampling(strategy=strategy, num_frames=num_frames, fps=fps, time_axis=time_axis)
+    spec = state.media.sampling_spec(requested, prefix="")
     data = await read_upload(video, state.settings.max_video_bytes, "video")
     UPLOAD_BYTES.labels("oneshot").inc(len(data))
     digest = await asyncio.to_thread(content_hash, data)

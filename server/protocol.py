@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
+from sampling.time_axis import TimeAxis
 from sampling.uniform import FRAME_FACTOR, VIDEO_MIN_PIXELS
 
 MIN_FRAMES = FRAME_FACTOR  # frame counts are rounded to even (qwen-vl-utils), so 1 would become 0
@@ -34,6 +35,11 @@ class VideoSampling(BaseModel):
     )
     resized_height: int | None = Field(default=None, ge=1, description="fixed frame height (with resized_width)")
     resized_width: int | None = Field(default=None, ge=1, description="fixed frame width (with resized_height)")
+    time_axis: TimeAxis | None = Field(
+        default=None,
+        description="M-RoPE time positions: 'seed_exact' (the original's inference: 1.0 s per 2 frames, whatever "
+        "the video) or 'real_fps' (the sampled frames' real timing); default: the server's --default-time-axis",
+    )
 
 
 class SpatialChatCompletionRequest(ChatCompletionRequest):

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sampling.time_axis import TimeAxis
+
 Strategy = Literal["uniform", "space_aware"]
 
 MiB = 1 << 20
@@ -69,6 +71,11 @@ class ServerSettings(BaseModel):
     max_concurrent_requests: int = Field(64, description="generation requests in flight; more get 503")
     retry_after_s: int = Field(2, description="Retry-After seconds sent with 503 and 429 answers")
     media_workers: int = Field(4, description="threads decoding and sampling videos")
+    # M-RoPE time positions (sampling.time_axis): "seed_exact" = the original's inference rule (1.0 s per 2 frames,
+    # what its published numbers used); "real_fps" = the sampled frames' real timing
+    default_time_axis: TimeAxis = Field(
+        "seed_exact", description="time positions of video frames (seed_exact, real_fps)"
+    )
     uploads_quota_bytes_per_key: int = Field(5 * GiB, description="bytes of uploads one API key may keep")
     space_aware_budget_gib: float = Field(
         0.0, description="geometry worker's memory budget in GiB (0: what one pass of the candidates needs)"

@@ -27,11 +27,13 @@ import numpy as np
 from sampling.cache import SamplingCache
 from sampling.decode import VideoInfo, open_video
 from sampling.errors import VideoTooShortError
+from sampling.frame_list import resize_like_frame_list
 from sampling.geometry import candidate_indices, preprocess_frames_uint8
 from sampling.limits import DecodeLimits
+from sampling.time_axis import TimeAxis, video_metadata
 from sampling.uniform import UniformSpec, resize_frames, resized_size
 from server.connector import PreparedVideo
-from server.decode_jobs import decode_uniform, start_worker, video_metadata
+from server.decode_jobs import decode_uniform, start_worker
 from server.decode_jobs import probe as probe_video
 from server.decode_pool import DecodePool
 from server.errors import APIError, naming
@@ -55,10 +57,11 @@ class SamplingSpec:
     total_pixels: int
     resized_height: int | None = None
     resized_width: int | None = None
+    time_axis: TimeAxis = "seed_exact"  # M-RoPE time positions (sampling.time_axis); part of the frames' identity
 
     def cache_key(self) -> str:
         fields = (self.strategy, self.num_frames, self.fps, self.max_frames, self.min_pixels, self.max_pixels)
-        return ":".join(map(str, (*fields, self.total_pixels, self.resized_height, self.resized_width)))
+        return ":".join(map(str, (*fields, self.total_pixels, self.resized_height, self.resized_width, self.time_axis)))
 
     def uniform(self) -> UniformSpec:
         return UniformSpec(
@@ -198,15 +201,14 @@ class VideoPreparer:
 
     async def _prepare_uniform(self, data: bytes, spec: SamplingSpec, key: str) -> PreparedVideo:
         try:
-            decoded = await self.decoder.run(decode_uniform, data, spec.uniform(), self.limits)
+            decoded = await self.decoder.run(decode_uniform, data, spec.uniform(), self.limits, spec.time_axis)
         except VideoTooShortError as exc:  # say which request field asks for fewer frames
             message = f"{exc} The frame count is video_sampling.num_frames (num_frames on /v1/video/chat)."
             raise APIError(400, message, "video_sampling.num_frames") from exc
         DECODE_SECONDS.observe(decoded.decode_s)
         SAMPLING_SECONDS.labels("uniform").observe(decoded.decode_s)
-        metadata = decoded.metadata
-        used = frames_used("uniform", metadata["fps"], metadata["frames_indices"])
-        return PreparedVideo(decoded.frames, metadata, key, used)
+        used = frames_used("uniform", decoded.video_fps, decoded.indices)
+        return PreparedVideo(decoded.frames, decoded.metadata, key, used)
 
     async def _space_aware(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
         if self.geometry is None:
@@ -244,11 +246,21 @@ class VideoPreparer:
         started = time.perf_counter()
         info = candidates.info
         indices = [candidates.indices[p] for p in positions]
-        size = resized_size(len(indices), info.height, info.width, spec.uniform())
-        pixels = resize_frames(candidates.frames[positions], size)
+        pixels = self._resize_space_aware(candidates.frames[positions], info, spec)
         SPACE_AWARE_STAGE_SECONDS.labels("resize").observe(time.perf_counter() - started)
         used = frames_used("space_aware", info.fps, indices, candidates=len(candidates.indices))
-        return _as_prepared(pixels, video_metadata(info, indices, info.num_frames), key, used)
+        # what vLLM's Qwen2.5-VL processor reads; it sets M-RoPE's time axis (the seed's rule unless asked)
+        metadata = video_metadata(indices, info.fps, info.num_frames, info.duration_s, spec.time_axis)
+        return _as_prepared(pixels, metadata, key, used)
+
+    @staticmethod
+    def _resize_space_aware(frames: np.ndarray, info: VideoInfo, spec: SamplingSpec):
+        """Under the seed's rule, the two resizes the original's evaluation applies to saved frames
+        (:mod:`sampling.frame_list`); otherwise one resize of the decoded frames."""
+        uniform = spec.uniform()
+        if spec.time_axis == "seed_exact":
+            return resize_like_frame_list(frames, uniform)
+        return resize_frames(frames, resized_size(len(frames), info.height, info.width, uniform))
 
     async def probe(self, source: bytes | Path, param: str) -> VideoInfo:
         """What the video is; the typed error, naming ``param``, when ``source`` (bytes or a path) is not a

@@ -59,6 +59,22 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-spatial-mllm"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def reference(tiny_checkpoint: Path):
+    """The transformers reference model on the tiny checkpoint (the oracle of parity tests)."""
+    from model_plugin.reference import SpatialMLLMForConditionalGeneration
+
+    return SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
+
+
+@pytest.fixture(scope="session")
+def processor(tiny_checkpoint: Path):
+    """The tiny checkpoints' Qwen2.5-VL processor (both architectures write the same tokenizer and processor)."""
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_checkpoint)
+
+
 # --- one real spatial-mllm-serve process per test session (used by tests/server and tests/bench) ---
 
 START_TIMEOUT_S = 420
@@ -141,11 +157,3 @@ def tiny_checkpoint_v1_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model_plugin.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-spatial-mllm-v1.0"), seed=0, arch="v1.0")
-
-
-@pytest.fixture(scope="session")
-def processor(tiny_checkpoint: Path):
-    """The tiny checkpoints' Qwen2.5-VL processor (both architectures write the same tokenizer and processor)."""
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(tiny_checkpoint)

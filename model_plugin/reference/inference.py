@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from model_plugin.seed_rules import SEED_SAMPLED_FPS
+
 
 def identity_size_bounds(height: int, width: int) -> dict[str, int]:
     """Processor ``size`` bounds under which Qwen's ``smart_resize`` keeps a (multiple-of-28) frame as is."""
@@ -29,10 +31,11 @@ def to_tchw_uint8(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     return video.permute(0, 3, 1, 2).contiguous() if video.shape[-1] == 3 else video
 
 
-def build_inputs(processor, videos: Sequence[torch.Tensor], question: str, fps: float = 2.0) -> dict:
+def build_inputs(processor, videos: Sequence[torch.Tensor], question: str, fps: float = SEED_SAMPLED_FPS) -> dict:
     """Chat prompt with one ``<|video_pad|>`` block per video, processed exactly as the seed does.
 
-    ``fps`` is the rate of the sampled frames (qwen-vl-utils' ``sample_fps``); it sets M-RoPE's time axis.
+    ``fps`` is the rate M-RoPE's time axis assumes for the sampled frames. The default is the seed's (its
+    scripts pass none, so transformers 4.51 takes 2.0); pass the real sampled rate for real-time positions.
     """
     messages = [
         {
@@ -67,7 +70,7 @@ def generate_answer(
     videos: Sequence[torch.Tensor],
     question: str,
     max_new_tokens: int = 16,
-    fps: float = 2.0,
+    fps: float = SEED_SAMPLED_FPS,
 ) -> str:
     """Greedy answer to one question about ``videos`` (the seed's decoding: no sampling)."""
     inputs = build_inputs(processor, videos, question, fps=fps)

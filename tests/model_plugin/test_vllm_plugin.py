@@ -16,7 +16,6 @@ from vllm_parity import (
     video_parity,
 )
 
-from model_plugin.reference import SpatialMLLMForConditionalGeneration
 from model_plugin.reference.demo import synthetic_video
 from model_plugin.reference.inference import identity_size_bounds
 from model_plugin.vllm_base import denormalize_patches, unpatchify
@@ -32,11 +31,6 @@ def llm(tiny_checkpoint: Path):
     engine = make_llm(tiny_checkpoint)
     yield engine
     del engine
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_checkpoint: Path):
-    return SpatialMLLMForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
 
 
 @pytest.mark.parametrize("shape", VIDEOS, ids=lambda s: "x".join(map(str, s)))

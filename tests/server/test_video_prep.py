@@ -24,8 +24,8 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return encode_mp4(frames, tmp_path_factory.mktemp("v") / "v.mp4", fps=4).read_bytes()
 
 
-def _spec(num_frames: int = 4) -> SamplingSpec:
-    return SamplingSpec("uniform", num_frames, None, 16, 3136, 12544, 10**8)
+def _spec(num_frames: int = 4, time_axis: str = "seed_exact") -> SamplingSpec:
+    return SamplingSpec("uniform", num_frames, None, 16, 3136, 12544, 10**8, time_axis)
 
 
 def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,13 +44,19 @@ def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeyp
         first = await asyncio.gather(*(preparer.prepare(video, digest, _spec(), "v") for _ in range(6)))
         later = await preparer.prepare(video, digest, _spec(), "v")
         other = await preparer.prepare(video, digest, _spec(6), "v")
-        return first, later, other
+        real = await preparer.prepare(video, digest, _spec(time_axis="real_fps"), "v")
+        return first, later, other, real
 
-    first, later, other = asyncio.run(scenario())
-    assert len(calls) == 2  # one per sampling spec, however many asked at once
+    first, later, other, real = asyncio.run(scenario())
+    assert len(calls) == 3  # one per sampling spec (the time axis is part of it), however many asked at once
     assert all(item is first[0] for item in first) and later is first[0]
     assert first[0].frames.shape == (4, 56, 84, 3) and first[0].frames.dtype == np.uint8
-    assert first[0].metadata["frames_indices"] == [0, 4, 7, 11]
+    # the seed's rule: 2.0 fps over the sampled frames themselves, i.e. 1.0 s per temporal patch
+    meta = first[0].metadata
+    assert (meta["fps"], meta["total_num_frames"], meta["frames_indices"]) == (2.0, 4, [0, 1, 2, 3])
+    # real timing: the source indices over the frames they span at the video's rate (4 of 12 at 4 fps)
+    assert (real.metadata["fps"], real.metadata["frames_indices"]) == (4.0, [0, 4, 7, 11])
+    assert np.array_equal(real.frames, first[0].frames)
     assert other.frames.shape[0] == 6
     preparer.shutdown()
 
