@@ -25,7 +25,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def _spec(num_frames: int = 4, time_axis: str = "seed_exact") -> SamplingSpec:
-    return SamplingSpec("uniform", num_frames, None, 16, 3136, 12544, 10**8, time_axis)
+    return SamplingSpec("uniform", num_frames, None, 16, 3136, 12544, 10**8, time_axis=time_axis)
 
 
 def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
