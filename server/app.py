@@ -26,6 +26,7 @@ from server import chat, files_api, oneshot
 from server.errors import install_error_handlers
 from server.file_store import FileStore
 from server.media import MediaResolver
+from server.media_access import MediaAccess
 from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
 from server.settings import ServerSettings
 from server.video_prep import VideoPreparer
@@ -95,7 +96,7 @@ async def build_server_app(engine_client: EngineClient, args: Namespace, setting
     state.preparer = VideoPreparer(settings, geometry_source(args.model, settings))
     # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
     state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)
-    state.media = MediaResolver(settings, state.files, state.preparer, state.http)
+    state.media = MediaResolver(settings, state.files, state.preparer, state.http, MediaAccess.from_args(args))
 
     vllm_lifespan = app.router.lifespan_context
 

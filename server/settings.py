@@ -51,6 +51,7 @@ class ServerSettings:
     max_concurrent_requests: int = 64
     retry_after_s: int = 2
     media_workers: int = 4
+    images_as_video: bool = True  # a message's 2+ images (no video) are one video's frames (server/image_frames.py)
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_num_frames <= self.max_num_frames:

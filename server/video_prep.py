@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -53,6 +53,22 @@ class SamplingSpec:
             max_pixels=self.max_pixels,
             total_pixels=self.total_pixels,
         )
+
+
+def video_metadata(fps: float, duration_s: float, total_num_frames: int, indices: list[int]) -> dict[str, Any]:
+    """What vLLM's Qwen2.5-VL processor reads beside the frames (for sampled videos and frame lists alike).
+
+    The processor's sampled fps is ``len(indices) / total_num_frames * fps``, which sets the temporal M-RoPE step
+    exactly as the seed's qwen-vl-utils ``video_sample_fps`` does.
+    """
+    return {
+        "fps": fps,
+        "duration": duration_s,
+        "total_num_frames": total_num_frames,
+        "frames_indices": [int(i) for i in indices],
+        "video_backend": "decord",
+        "do_sample_frames": False,
+    }
 
 
 class VideoPreparer:
@@ -123,16 +139,7 @@ class VideoPreparer:
                 sampled = sample_uniform(video, uniform)
                 indices, pixels, range_frames = list(sampled.indices), sampled.frames_uint8, sampled.range_frames
             DECODE_SECONDS.observe(time.perf_counter() - decode_started)
-        metadata = {
-            # what vLLM's Qwen2.5-VL processor reads: sampled fps = len(indices) / total_num_frames * fps, which
-            # sets the temporal M-RoPE step exactly as the seed's qwen-vl-utils ``video_sample_fps`` does
-            "fps": info.fps,
-            "duration": info.duration_s,
-            "total_num_frames": range_frames,
-            "frames_indices": [int(i) for i in indices],
-            "video_backend": "decord",
-            "do_sample_frames": False,
-        }
+        metadata = video_metadata(info.fps, info.duration_s, range_frames, indices)
         frames = np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy())
         SAMPLING_SECONDS.labels(spec.strategy).observe(time.perf_counter() - started)
         return PreparedVideo(frames, metadata, key)
