@@ -70,7 +70,7 @@ def merge_frame_lists(messages: list[Any]) -> list[FrameList]:
 def _decode(data: bytes, param: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise APIError(400, "The image could not be decoded.", param) from exc
 

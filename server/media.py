@@ -25,7 +25,7 @@ from server.fetch import FetchPolicy, fetch_bytes
 from server.file_store import FileStore
 from server.image_frames import FrameList, frames_video, merge_frame_lists
 from server.media_access import MediaAccess
-from server.metrics import UPLOAD_BYTES
+from server.metrics import UPLOAD_BYTES, VIDEO_FRAMES
 from server.protocol import VideoSampling
 from server.settings import ServerSettings
 from server.video_prep import SamplingSpec, VideoPreparer
@@ -234,6 +234,8 @@ class MediaResolver:
             *(prepare(url, param) for _, url, param in videos),
             *(self.prepare_frame_list(frames, spec) for frames in frame_lists),
         )
+        for index, video in enumerate(videos_ready):
+            VIDEO_FRAMES.labels("video" if index < len(videos) else "images").observe(len(video.frames))
         prepared = [PREPARED_VIDEOS.put(video) for video in videos_ready]
         parts = [part for part, _, _ in videos] + [frames.part for frames in frame_lists]
         for part, ref in zip(parts, prepared, strict=True):

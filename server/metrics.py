@@ -22,3 +22,9 @@ SAMPLING_CACHE = Counter(
 UPLOAD_BYTES = Counter("spatial_mllm_upload_bytes_total", "Bytes of video received, by how they came.", ["source"])
 REQUESTS = Counter("spatial_mllm_requests_total", "HTTP requests by route and status code.", ["route", "status"])
 REJECTED = Counter("spatial_mllm_rejected_total", "Requests refused by admission control.", ["reason"])
+VIDEO_FRAMES = Histogram(
+    "spatial_mllm_video_frames",
+    "Frames handed to the model per video, by where they came from (a sampled video or a list of images).",
+    ["source"],
+    buckets=(2, 4, 8, 16, 32, 64, 128),
+)
