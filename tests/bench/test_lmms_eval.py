@@ -39,11 +39,16 @@ def lmms_python() -> Path:
 
 @pytest.fixture(scope="module")
 def task(live, lmms_python: Path) -> LmmsTask:
-    template = subprocess.run(
-        [lmms_python, "-c", "import lmms_eval.tasks.vsibench as t, pathlib; print(pathlib.Path(t.__file__).parent)"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    return write_lmms_task(live.media_root / "lmms", Path(template) / "_default_template_yaml")
+    where = "import lmms_eval, pathlib; print(pathlib.Path(lmms_eval.__file__).parent / 'tasks' / 'vsibench')"
+    template = subprocess.run([lmms_python, "-c", where], check=True, capture_output=True, text=True, env=lmms_env())
+    return write_lmms_task(live.media_root / "lmms", Path(template.stdout.strip()) / "_default_template_yaml")
+
+
+def lmms_env(**extra: str) -> dict[str, str]:
+    """The environment lmms-eval runs in: its own packages only (no PYTHONPATH into the server's)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
+    env.pop("PYTHONPATH", None)
+    return env
 
 
 def frames_histogram(live, source: str) -> tuple[int, float]:
@@ -61,8 +66,7 @@ def run_lmms_eval(python: Path, task: LmmsTask, out: Path, model: str, model_arg
         str(python), "-m", "lmms_eval", "--model", model, "--model_args", model_args, "--tasks", task_name,
         "--include_path", str(task.include_path), "--output_path", str(out), "--log_samples", "--batch_size", "1",
     ]  # fmt: skip
-    env = {**os.environ, "HF_HOME": str(task.hf_home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)  # lmms-eval's environment, not the server's
+    env = lmms_env(HF_HOME=str(task.hf_home))
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     elapsed = time.perf_counter() - started
@@ -78,10 +82,12 @@ def check_scored(out: Path, task: LmmsTask, task_name: str) -> dict[str, float]:
     assert len(samples) == len(task.bench.rows)
     types = set()
     for sample in samples:
-        answer = sample["filtered_resps"][0]
+        answer = sample["filtered_resps"]
         answer = answer[0] if isinstance(answer, list) else answer
         assert FAILED_MARK not in answer, answer
-        types.add(sample["doc"]["question_type"])
+        scored = sample["vsibench_overall"]  # the document as the task's process_results scored it
+        assert "accuracy" in scored or "MRA:.5:.95:.05" in scored, scored
+        types.add(scored["question_type"])
     assert types == {row["question_type"] for row in task.bench.rows}
     assert isinstance(results["vsibench_overall,none"], float)
     return results
@@ -105,7 +111,7 @@ MODES = {
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_lmms_eval_vsibench(mode: str, live, lmms_python: Path, task: LmmsTask, tmp_path: Path) -> None:
+def test_lmms_eval_vsibench(mode: str, lmms_python: Path, live, task: LmmsTask, tmp_path: Path) -> None:
     model, args, task_name, source, frames = MODES[mode]
     before = frames_histogram(live, source)
     elapsed = run_lmms_eval(lmms_python, task, tmp_path, model, args.format(base=live.base, key=live.key), task_name)
