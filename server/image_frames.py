@@ -71,6 +71,8 @@ def _decode(data: bytes, param: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return np.array(image.convert("RGB"))
+    except Image.DecompressionBombError as exc:  # PIL's pixel-count guard: refuse, never decode gigapixel frames
+        raise APIError(413, "The image has too many pixels.", param) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise APIError(400, "The image could not be decoded.", param) from exc
 
