@@ -52,9 +52,10 @@ class MediaAccess:
         path = Path(url2pathname(parts.netloc + parts.path))
         resolved = path.resolve()
         if self.local_root not in resolved.parents:
-            raise APIError(400, f"The file must lie under --allowed-local-media-path {self.local_root}.", param)
+            # no paths in the message: a client learns nothing of the server's file system
+            raise APIError(400, "The file must lie under the server's --allowed-local-media-path folder.", param)
         if not resolved.is_file():
-            raise APIError(400, f"No such file under --allowed-local-media-path: {path}.", param)
+            raise APIError(400, "No such file under the server's --allowed-local-media-path folder.", param)
         if resolved.stat().st_size > max_bytes:
             raise APIError(413, f"The file exceeds the limit of {max_bytes} bytes.", param)
         return resolved.read_bytes()

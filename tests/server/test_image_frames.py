@@ -125,7 +125,7 @@ def test_file_urls_need_the_flag_and_stay_under_the_allowed_folder(tmp_path: Pat
     for outside in (f"file://{tmp_path}/secret.mp4", f"file://{allowed}/../secret.mp4"):
         with pytest.raises(APIError, match="--allowed-local-media-path") as caught:
             access.read_local(outside, 100, "p")
-        assert caught.value.param == "p"
+        assert caught.value.param == "p" and str(tmp_path) not in caught.value.message
     with pytest.raises(APIError) as caught:
         access.read_local(f"file://{allowed}/sub/v.mp4", 3, "p")
     assert caught.value.status == 413
