@@ -29,6 +29,7 @@ from server.file_store import FileStore
 from server.geometry_worker import GeometryWorker
 from server.inline_media import InlineMedia
 from server.media import MediaResolver
+from server.media_access import MediaAccess
 from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
 from server.settings import ServerSettings
 from server.video_prep import VideoPreparer
@@ -89,7 +90,9 @@ def wire_resources(
     state.preparer = VideoPreparer(settings)
     # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
     state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)
-    state.media = MediaResolver(settings, state.files, state.preparer, state.http, state.prepared_videos)
+    state.media = MediaResolver(
+        settings, state.files, state.preparer, state.http, state.prepared_videos, MediaAccess.from_args(args)
+    )
 
     @contextlib.asynccontextmanager
     async def resources(app_: FastAPI) -> AsyncIterator[None]:

@@ -26,6 +26,7 @@ from server.errors import APIError
 from server.inline_media import inline_videos
 from server.middleware import file_owner
 from server.protocol import SpatialChatCompletionRequest
+from server.vllm_media_options import apply_vllm_media_options
 
 router = APIRouter()
 # Extension field of every answer about a video (the JSON response, and the first chunk of a stream): one entry
@@ -53,13 +54,16 @@ async def serve_chat(request: SpatialChatCompletionRequest, raw_request: Request
     if handler is None:
         raise APIError(400, "This deployment does not serve chat completions.")
     require_live_engine(raw_request)
-    # Server-side caps must not be tunable per request: media options never reach vLLM from a client.
-    request.media_io_kwargs = None
-    request.mm_processor_kwargs = None
+    # Server-side caps must not be tunable per request: media options never reach vLLM from a client; vLLM's
+    # frame count / fps options become ours (under the caps), any other is a 400.
+    apply_vllm_media_options(request)
     spec = state.media.sampling_spec(request.video_sampling)
     owner = file_owner(raw_request)
     inline = inline_videos(raw_request.state)  # data-URL videos already decoded off the event loop
-    prepared = await state.media.rewrite_messages(request.messages, spec, state.max_videos_per_request, owner, inline)
+    merge = state.settings.images_as_video if request.images_as_video is None else request.images_as_video
+    prepared = await state.media.rewrite_messages(
+        request.messages, spec, state.max_videos_per_request, owner, inline, merge
+    )
     return await answer(request, raw_request, prepared)
 
 

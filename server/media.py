@@ -25,7 +25,9 @@ from server.connector import PreparedVideo, PreparedVideoStore
 from server.errors import APIError
 from server.fetch import FetchPolicy, fetch_bytes
 from server.file_store import FileStore
-from server.metrics import UPLOAD_BYTES
+from server.image_frames import FrameList, frames_video, merge_frame_lists
+from server.media_access import MediaAccess
+from server.metrics import UPLOAD_BYTES, VIDEO_FRAMES
 from server.protocol import MIN_FRAMES, VideoSampling
 from server.settings import ServerSettings
 from server.video_prep import SamplingSpec, VideoPreparer
@@ -117,12 +119,14 @@ class MediaResolver:
         preparer: VideoPreparer,
         http: httpx.AsyncClient,
         prepared: PreparedVideoStore,
+        access: MediaAccess | None = None,
     ) -> None:
         self.settings = settings
         self.prepared = prepared
         self.files = files
         self.preparer = preparer
         self.http = http
+        self.access = access or MediaAccess()
         self.max_images = 1
 
     def sampling_spec(self, requested: VideoSampling | None, prefix: str = "video_sampling.") -> SamplingSpec:
@@ -205,10 +209,17 @@ class MediaResolver:
             data = await asyncio.to_thread(inline_video_bytes, url, s.max_video_bytes, param)
             source = "data_url"
         elif url[:7].lower() == "http://" or url[:8].lower() == "https://":
+            self.access.check_domain(url, param)
             data = await fetch_bytes(self.http, url, self._policy(), param)
             source = "url"
+        elif url[:7].lower() == "file://":
+            data = await asyncio.to_thread(self.access.read_local, url, s.max_video_bytes, param)
+            source = "file_url"
         else:
-            raise APIError(400, "A video must be a data: URL, an http(s) URL or an uploaded file id.", param)
+            raise APIError(
+                400, "A video must be a data: URL, an http(s) URL, a file:// URL (with --allowed-local-media-path) "
+                "or an uploaded file id.", param
+            )  # fmt: skip
         UPLOAD_BYTES.labels(source).inc(len(data))
         return VideoBytes(data, await asyncio.to_thread(content_hash, data))
 
@@ -216,17 +227,32 @@ class MediaResolver:
         s = self.settings
         return FetchPolicy(s.max_video_bytes, s.fetch_timeout_s, s.fetch_max_redirects, s.allow_private_urls)
 
-    async def _inline_image(self, url: str, param: str) -> str:
+    async def image_bytes(self, url: str, param: str) -> bytes:
+        """The bytes behind an image reference (data URL, http(s) URL, or ``file://`` under the allowed path)."""
         if url[:5].lower() == "data:":
-            await asyncio.to_thread(parse_data_url, url, MAX_IMAGE_BYTES, param, _is_image_mime)
-            return url
+            return await asyncio.to_thread(parse_data_url, url, MAX_IMAGE_BYTES, param, _is_image_mime)
         if url[:7].lower() == "http://" or url[:8].lower() == "https://":
             s = self.settings
+            self.access.check_domain(url, param)
             policy = FetchPolicy(MAX_IMAGE_BYTES, s.fetch_timeout_s, s.fetch_max_redirects, s.allow_private_urls)
-            data = await fetch_bytes(self.http, url, policy, param)
-            encoded = await asyncio.to_thread(base64.b64encode, data)
-            return "data:image/*;base64," + encoded.decode()
-        raise APIError(400, "An image must be a data: URL or an http(s) URL.", param)
+            return await fetch_bytes(self.http, url, policy, param)
+        if url[:7].lower() == "file://":
+            return await asyncio.to_thread(self.access.read_local, url, MAX_IMAGE_BYTES, param)
+        raise APIError(400, "An image must be a data: URL, an http(s) URL or a file:// URL.", param)
+
+    async def _inline_image(self, url: str, param: str) -> str:
+        if url[:5].lower() == "data:":
+            await self.image_bytes(url, param)  # checks type and size; vLLM decodes it as it is
+            return url
+        encoded = await asyncio.to_thread(base64.b64encode, await self.image_bytes(url, param))
+        return "data:image/*;base64," + encoded.decode()
+
+    async def prepare_frame_list(self, frames: FrameList, spec: SamplingSpec) -> PreparedVideo:
+        """One message's images as one video (see :mod:`server.image_frames`), decoded in the media pool."""
+        sources = zip(frames.urls, frames.params, strict=True)
+        images = await asyncio.gather(*(self.image_bytes(url, param) for url, param in sources))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.preparer.pool, frames_video, list(images), frames.params, spec)
 
     def _video_url_of(self, part: dict[str, Any], param: str) -> str | None:
         kind = part.get("type")
@@ -249,25 +275,30 @@ class MediaResolver:
         max_videos: int,
         owner: str = "",
         inline: Mapping[str, bytes] | None = None,
+        images_as_video: bool = True,
     ) -> list[str]:
         """Replace each video part by a prepared-frame reference (in place); returns the references to release.
 
-        File ids resolve in ``owner``'s uploads only (the caller's API key).
+        File ids resolve in ``owner``'s uploads only (the caller's API key). With ``images_as_video``, a message's
+        two or more images (and no video) become one video of those frames.
 
         Videos are fetched, decoded and sampled concurrently (in worker threads); any failure releases what was
         already prepared and raises.
         """
+        frame_lists = merge_frame_lists(messages) if images_as_video else []
         videos: list[tuple[dict[str, Any], str, str]] = []
         images: list[tuple[dict[str, Any], str]] = []
         for m, p, part in _parts(messages):
             param = f"messages[{m}].content[{p}]"
+            if any(part is frames.part for frames in frame_lists):
+                continue
             url = self._video_url_of(part, param)
             part.pop("uuid", None)  # cache identities are ours to derive from content, never a client's
             if url is not None:
                 videos.append((part, url, f"{param}.{part['type']}"))
             elif part.get("type") == "image_url":
                 images.append((part, f"{param}.image_url"))
-        if len(videos) > max_videos:
+        if len(videos) + len(frame_lists) > max_videos:
             raise APIError(400, f"A request may carry at most {max_videos} video(s).", "messages")
 
         if len(images) > self.max_images:
@@ -284,9 +315,15 @@ class MediaResolver:
             return await self.preparer.prepare(video.data, video.digest, spec, param)
 
         # Tokens are taken only once every video is ready, so a failure or a client leaving mid-way pins nothing.
-        videos_ready = await asyncio.gather(*(prepare(url, param) for _, url, param in videos))
+        videos_ready = await asyncio.gather(
+            *(prepare(url, param) for _, url, param in videos),
+            *(self.prepare_frame_list(frames, spec) for frames in frame_lists),
+        )
+        for index, video in enumerate(videos_ready):
+            VIDEO_FRAMES.labels("video" if index < len(videos) else "images").observe(len(video.frames))
         prepared = [self.prepared.put(video) for video in videos_ready]
-        for (part, _, _), ref in zip(videos, prepared, strict=True):
+        parts = [part for part, _, _ in videos] + [frames.part for frames in frame_lists]
+        for part, ref in zip(parts, prepared, strict=True):
             part.clear()
             part.update({"type": "video_url", "video_url": {"url": ref}})
         return prepared

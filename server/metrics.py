@@ -46,3 +46,9 @@ GEOMETRY_PASSES = Counter(
     "Space-aware passes by outcome: done, cancelled (nobody waited any more), failed, lost (the worker died).",
     ["outcome"],
 )
+VIDEO_FRAMES = Histogram(
+    "spatial_mllm_video_frames",
+    "Frames handed to the model per video, by where they came from (a sampled video or a list of images).",
+    ["source"],
+    buckets=(2, 4, 8, 16, 32, 64, 128),
+)

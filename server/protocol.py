@@ -46,6 +46,9 @@ class SpatialChatCompletionRequest(ChatCompletionRequest):
     """OpenAI's chat request as vLLM parses it, plus ``video_sampling`` (send it as ``extra_body`` from the SDK)."""
 
     video_sampling: VideoSampling | None = None
+    images_as_video: bool | None = Field(
+        default=None, description="two or more images in a message (and no video) as one video; default: the server's"
+    )
 
 
 class VideoFacts(BaseModel):

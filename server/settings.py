@@ -77,6 +77,7 @@ class ServerSettings(BaseModel):
         "seed_exact", description="time positions of video frames (seed_exact, real_fps)"
     )
     uploads_quota_bytes_per_key: int = Field(5 * GiB, description="bytes of uploads one API key may keep")
+    images_as_video: bool = Field(True, description="a message's 2+ images (no video) are one video's frames")
     space_aware_budget_gib: float = Field(
         0.0, description="geometry worker's memory budget in GiB (0: what one pass of the candidates needs)"
     )

@@ -88,6 +88,7 @@ class Server:
     log: Path
     uploads: Path
     process: subprocess.Popen
+    media_root: Path  # the server's --allowed-local-media-path: file:// URLs under it are served
 
     @property
     def headers(self) -> dict[str, str]:
@@ -103,6 +104,8 @@ def start_server(checkpoint: Path, root: Path, *extra: str, env: dict[str, str] 
     port = free_port()
     log = root / "server.log"
     uploads = root / "uploads"
+    media_root = root / "media"
+    media_root.mkdir(exist_ok=True)
     command = [
         sys.executable, "-m", "server",
         "--model", str(checkpoint),
@@ -115,7 +118,7 @@ def start_server(checkpoint: Path, root: Path, *extra: str, env: dict[str, str] 
         "--min-pixels-per-frame", "3136", "--max-pixels-per-frame", "12544",
         "--max-video-bytes", str(2 << 20), "--max-video-duration-s", "120",
         "--uploads-dir", str(uploads), "--max-concurrent-requests", "8",
-        "--space-aware-candidates", "16", "--playground",
+        "--space-aware-candidates", "16", "--playground", "--allowed-local-media-path", str(media_root),
         *extra,
     ]  # fmt: skip
     (root / "tmp").mkdir(exist_ok=True)
@@ -125,7 +128,7 @@ def start_server(checkpoint: Path, root: Path, *extra: str, env: dict[str, str] 
     base = f"http://127.0.0.1:{port}"
     try:
         statuses = wait_until_ready(base, process, log, START_TIMEOUT_S)
-        yield Server(base, API_KEYS[1], log, uploads, process), statuses
+        yield Server(base, API_KEYS[1], log, uploads, process, media_root), statuses
     finally:
         stop(process)
 
