@@ -273,6 +273,7 @@ def measure(
     max_tokens: int = 8,
     clip: tuple[int, int] = (480, 640),
     plain_vllm_server: bool = True,
+    pixels: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """``reps`` repetitions of every path at every question count, the order rotating; samples and medians."""
     from model_plugin.tiny import write_tiny_checkpoint
@@ -293,7 +294,9 @@ def measure(
 
     common = ["--served-model-name", "m"]
     caps = ["--default-num-frames", str(frames), "--uploads-dir", str(work / "up"), *common]
-    seed_loop = SeedLoop(checkpoint, frames, max_tokens)
+    if pixels is not None:  # both sides get the same per-frame pixel bounds
+        caps += ["--min-pixels-per-frame", str(pixels[0]), "--max-pixels-per-frame", str(pixels[1])]
+    seed_loop = SeedLoop(checkpoint, frames, max_tokens, pixels)
     seed_loop.answer(fresh_videos()[0], QUESTIONS[0])  # warm-up: first-call costs are not the subject
     passes: dict[str, list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
@@ -326,6 +329,7 @@ def measure(
         "frames": frames,
         "clip": f"{CLIP_FRAMES} frames {width}x{height} at {CLIP_FPS} fps, H.264",
         "max_tokens": max_tokens,
+        "pixels_per_frame": list(pixels) if pixels else "qwen-vl-utils defaults",
         "concurrency": list(concurrency),
         "paths": names,
         "reps": reps,
@@ -410,7 +414,8 @@ def _label(path: str) -> str:
 def to_markdown(result: dict[str, Any]) -> str:
     meta, summary, tokens = result["meta"], result["summary"], result["tokens"]
     lines = [
-        f"{meta['videos']} video(s) ({meta['clip']}) x q questions, {meta['frames']} frames per question, exactly "
+        f"{meta['videos']} video(s) ({meta['clip']}; pixels per frame: {meta.get('pixels_per_frame')}) x q "
+        f"questions, {meta['frames']} frames per question, exactly "
         f"{meta['max_tokens']} new tokens (greedy); median requests/s of {meta['reps']} passes ({meta['order']}); "
         f"TTFT p50 over all their requests; {meta['cpus']} CPUs, torch threads {meta['torch_threads']}.",
         f"Token check: every request of the loops and of our server had the same prompt length per question "
@@ -473,6 +478,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--clip", type=_size, default=(480, 640), help="WxH of the synthetic clips")
+    parser.add_argument(
+        "--pixels", type=int, nargs=2, metavar=("MIN", "MAX"), help="per-frame pixel bounds for every path"
+    )
     parser.add_argument("--no-plain-vllm", action="store_true", help="skip the plain `vllm serve` row")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
@@ -487,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.max_tokens,
         args.clip,
         plain_vllm_server=not args.no_plain_vllm,
+        pixels=tuple(args.pixels) if args.pixels else None,
     )
     print(to_markdown(result))
     if args.json:
