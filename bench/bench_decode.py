@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import tempfile
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.results import emit
 from bench.timing import time_interleaved
 from sampling.decode import decoder_threads, open_video
 from sampling.geometry import candidate_indices
@@ -250,9 +250,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         decord_threads=args.decord_threads,
         candidates=args.candidates,
     )
-    print(to_markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    emit(result, to_markdown, args.json)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ import httpx
 import numpy as np
 
 from bench.media import synthetic_mp4
+from bench.results import emit
 from bench.servers import ours, plain_vllm, running
 
 QUESTIONS = [
@@ -497,9 +498,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         plain_vllm_server=not args.no_plain_vllm,
         pixels=tuple(args.pixels) if args.pixels else None,
     )
-    print(to_markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    emit(result, to_markdown, args.json)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ noise, ``1 + exp(.)`` confidences and a few far, low-confidence outliers.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.results import emit
 from bench.timing import time_interleaved
 from sampling.space_aware import select_frames
 
@@ -334,9 +334,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     result = measure(args.frames, args.k, args.reps, args.sizes, args.baselines, args.gc)
-    print(to_markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    emit(result, to_markdown, args.json)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ all candidates' tokens is quadratic, and at 128 one CPU pass takes minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -33,6 +32,7 @@ import torch
 
 from bench.bench_decode import make_video
 from bench.gpu_spatial_encoder import FULL, Case, aggregator_flops
+from bench.results import emit
 from sampling.decode import open_video
 from sampling.geometry import GeometryNetwork, candidate_indices, preprocess_frames, vggt_input_size
 from sampling.space_aware import select_frames
@@ -134,9 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     result = measure(args.candidates, args.k, args.reps, args.seconds)
-    print(to_markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    emit(result, to_markdown, args.json)
 
 
 if __name__ == "__main__":

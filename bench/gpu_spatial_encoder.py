@@ -21,7 +21,6 @@ of a measured dense matmul rate. Written as JSON (``--json``) that ``python -m b
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 
+from bench.results import emit
 from model_plugin.connector import MLPAddConnector
 from model_plugin.vggt import VGGT
 
@@ -214,9 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the result here (bench.report renders it)")
     args = parser.parse_args(argv)
     result = measure(args.device, args.dtype, args.reps, args.tiny)
-    print(to_markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    emit(result, to_markdown, args.json)
 
 
 if __name__ == "__main__":

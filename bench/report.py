@@ -44,43 +44,15 @@ class Section:
         return ["python", "-m", f"bench.{self.module}", *(self.quick_args if quick else self.args)]
 
 
+# end-to-end on small frames (~160 video tokens) so 5 repetitions of the whole sweep fit the budget; the module's
+# default, 640x480 clips (~3,100 video tokens), costs ~8 s per uncached request on 2 cores
+SMALL_CLIP = ("--clip", "140x112", "--pixels", "3136", "15680")
 SECTIONS = [
     Section(
         "end_to_end",
         "bench_end_to_end",
-        # small frames (~160 video tokens) so 5 repetitions of the whole sweep fit the budget; the module's
-        # default, 640x480 clips (~3,100 video tokens), costs ~8 s per uncached request on 2 cores
-        (
-            "--clip",
-            "140x112",
-            "--pixels",
-            "3136",
-            "15680",
-            "--questions",
-            "1",
-            "8",
-            "18",
-            "--concurrency",
-            "1",
-            "8",
-            "--reps",
-            "5",
-        ),
-        (
-            "--clip",
-            "140x112",
-            "--pixels",
-            "3136",
-            "15680",
-            "--questions",
-            "1",
-            "2",
-            "--concurrency",
-            "2",
-            "--reps",
-            "1",
-            "--no-plain-vllm",
-        ),
+        (*SMALL_CLIP, "--questions", "1", "8", "18", "--concurrency", "1", "8", "--reps", "5"),
+        (*SMALL_CLIP, "--questions", "1", "2", "--concurrency", "2", "--reps", "1", "--no-plain-vllm"),
     ),
     Section("server_overhead", "bench_server_overhead", ("--rounds", "8"), ("--rounds", "1")),
     Section(
