@@ -156,12 +156,23 @@ def gpu_section(out_dir: Path, timeout_s: float, check_script: bool = True) -> s
     )
 
 
+def renders(module: Any, result: dict[str, Any]) -> bool:
+    """Whether a saved result has the shape the module's table needs (older formats do not)."""
+    try:
+        module.to_markdown(result)
+    except (KeyError, TypeError, IndexError):
+        return False
+    return True
+
+
 def render(results: dict[str, dict[str, Any]], gpu: str, out_dir: Path) -> str:
     """Fill the template: tables and plots from each module, commands, environment and GPU text."""
     text = TEMPLATE.read_text()
     for section in SECTIONS:
         module = importlib.import_module(f"bench.{section.module}")
         result = results.get(section.name)
+        if result is not None and not renders(module, result):
+            result = None  # saved by an older version of the benchmark: say so rather than fail
         if result is None:
             table = f"Not measured yet: run `python -m bench.report --only {section.name}`."
         else:
