@@ -1,34 +1,44 @@
-"""End-to-end serving under a VSI-like load: our server at several concurrency levels vs the seed's loop.
+"""End-to-end serving under a VSI-like load, decomposed: the original's loop, a stronger loop, vLLM, our layer.
 
-``python -m bench.bench_end_to_end [--videos 6] [--questions 8] [--concurrency 1 4 8] [--reps 2] [--json PATH]``
+``python -m bench.bench_end_to_end [--videos 1] [--questions 1 8 18] [--concurrency 1 8] [--reps 5] [--json PATH]``
 
-Both sides run the same tiny checkpoint on the same kind of input: ``--videos`` short H.264 clips, ``--questions``
-short questions each, 16 uniformly sampled frames per question (qwen-vl-utils' rules on both sides, so the same
-frames and sizes), greedy decoding, ``--max-tokens`` new tokens.
+Every path runs the same tiny checkpoint on the same input: ``--videos`` synthetic H.264 clips (640x480 by
+default, 16 uniformly sampled frames per question by qwen-vl-utils' rules, which gives 644x476 frames and about
+3,100 video tokens), ``q`` questions per clip for each ``q`` of ``--questions`` (VSI-Bench averages ~18), greedy
+decoding of exactly ``--max-tokens`` tokens (``ignore_eos`` on the servers, ``min_new_tokens`` in the loops).
+Each request's prompt and completion token counts are recorded, and the run refuses to report when the loops
+and our server disagree on any of them.
 
-* seed: what the original evaluation does, in this process: for every question, ``process_vision_info``
+* ``seed``: the original evaluation's loop, in this process: for every question, ``process_vision_info``
   decodes and samples the video from its file, the Qwen2.5-VL processor builds the inputs, and the reference
-  model (transformers) runs ``generate`` with batch 1. TTFT is taken from a streamer (first new token).
-* ours: ``python -m server`` in a child process; each video is uploaded once (``/v1/files``, timed) and its
-  questions are sent by file id, streamed, by ``c`` concurrent clients pulling from one queue in video order.
+  model (transformers) runs ``generate`` with batch 1.
+* ``seed + frame cache``: the same loop decoding each video once (a per-video frame cache): what a careful
+  user of the original gets without a server. (A batch-8 loop is not measured: the reference's input builder
+  takes one prompt at a time.)
+* ``vllm + plugin``: plain ``vllm serve`` with our model plugin, the video sent as a data URL with every
+  question (vLLM's own video loader, so its prompt counts may differ and are shown), at the highest
+  concurrency: what vLLM alone gives.
+* ``ours, c clients``: ``python -m server``; each video uploaded once (``/v1/files``, timed) and its questions
+  sent by file id, streamed, by ``c`` concurrent clients: what our layer (caching by upload) adds.
 
-Every repetition runs the seed pass and then each concurrency level, each on fresh videos (so no cache carries
-over between passes; within a pass, later questions on a video do hit our caches, as they would in an
-evaluation). Reported: requests/s (wall time of the pass, uploads included), TTFT p50/p95 measured from each
-request's own start, and ours/seed throughput ratios. The seed's loop has no queue: a request starts when the
-previous one ends, so its TTFT is pure service time; ours at ``c`` > 1 includes time spent batched with others.
+Every repetition runs every path once per question count, the path order rotating per repetition, each pass on
+fresh videos (no cache carries over between passes). Reported: median requests/s (wall time of the pass,
+uploads included), TTFT p50 over all requests, and ratios that name both sides.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +46,8 @@ import httpx
 import numpy as np
 
 from bench.media import synthetic_mp4
-from bench.servers import ours, running
+from bench.results import emit
+from bench.servers import ours, plain_vllm, running
 
 QUESTIONS = [
     "How many chairs are in this room? Answer with a number.",
@@ -47,9 +58,18 @@ QUESTIONS = [
     "What is the size of this room in square metres?",
     "Which is closer to the sink: the stove or the oven?",
     "How many doors does the room have?",
+    "What is the height of the bookshelf, in centimetres?",
+    "How many pillows are on the bed? Answer with a number.",
+    "Which is farther from the window: the desk or the wardrobe?",
+    "In what order do the chair, the lamp and the rug first appear?",
+    "If I stand by the door facing the bed, where is the desk: front-left, front-right, back-left or back-right?",
+    "How far apart are the two chairs, in metres?",
+    "What is the longest side of the rug, in centimetres?",
+    "Which object is the smallest: the cup, the clock or the vase?",
+    "How many windows does the room have?",
+    "Walking from the sofa to the fridge, do I pass the table on my left or my right?",
 ]
-HEIGHT, WIDTH, CLIP_FRAMES, CLIP_FPS = 112, 140, 64, 8
-MIN_PIXELS = 56 * 56
+CLIP_FRAMES, CLIP_FPS = 64, 8
 TARGET_RATIO = 4.0
 
 
@@ -57,15 +77,27 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
 
 
-def _summary(wall_s: float, ttfts: list[float], n: int, prompt_tokens: set[int]) -> dict[str, Any]:
+@dataclass
+class Answer:
+    """One request as a client saw it."""
+
+    question: int  # index into QUESTIONS
+    ttft_s: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _summary(wall_s: float, answers: list[Answer]) -> dict[str, Any]:
+    ttfts = [a.ttft_s for a in answers]
     return {
-        "prompt_tokens": sorted(prompt_tokens),
         "wall_s": wall_s,
-        "requests": n,
-        "requests_per_s": n / wall_s,
+        "requests": len(answers),
+        "requests_per_s": len(answers) / wall_s,
+        "answers": [asdict(a) for a in answers],
         "ttft_s": ttfts,
         "ttft_p50_s": _percentile(ttfts, 50),
         "ttft_p95_s": _percentile(ttfts, 95),
+        "prompt_tokens": sorted({a.prompt_tokens for a in answers}),
     }
 
 
@@ -91,11 +123,13 @@ class FirstTokenClock:
 
 
 class SeedLoop:
-    """The reference model answering one question at a time, with the seed's frame sampling per question."""
+    """The reference model answering one question at a time, with the seed's frame sampling per question.
 
-    def __init__(
-        self, checkpoint: Path, frames: int, max_tokens: int, pixels: tuple[int, int] = (MIN_PIXELS, HEIGHT * WIDTH)
-    ) -> None:
+    ``pixels`` (min, max per frame) are passed to qwen-vl-utils; ``None`` keeps its defaults (a 640x480 video
+    becomes 644x476 frames at 16 frames).
+    """
+
+    def __init__(self, checkpoint: Path, frames: int, max_tokens: int, pixels: tuple[int, int] | None = None) -> None:
         os.environ["FORCE_QWENVL_VIDEO_READER"] = "decord"
         from qwen_vl_utils import vision_process
         from transformers import AutoProcessor
@@ -109,67 +143,79 @@ class SeedLoop:
         self.processor = AutoProcessor.from_pretrained(checkpoint)
         self.frames = frames
         self.max_tokens = max_tokens
-        self.min_pixels, self.max_pixels = pixels
+        self.pixels = pixels
 
-    def answer(self, video: Path, question: str) -> tuple[float, int]:
-        """(TTFT in s, prompt tokens) of one question, from reading the video file to the last token."""
+    def sample(self, video: Path) -> tuple[Any, float]:
+        """qwen-vl-utils' frames (uint8 tensor) and sample fps for one video file."""
+        import torch
+
+        element: dict[str, Any] = {"type": "video", "video": str(video), "nframes": self.frames}
+        if self.pixels is not None:
+            element |= {"min_pixels": self.pixels[0], "max_pixels": self.pixels[1]}
+        messages = [{"role": "user", "content": [element, {"type": "text", "text": "?"}]}]
+        _, videos, kwargs = self.vision.process_vision_info(messages, return_video_kwargs=True)
+        return videos[0].round().to(torch.uint8), kwargs["fps"][0]
+
+    def answer(self, video: Path, question: str, sampled: tuple[Any, float] | None = None) -> Answer:
+        """One question, from reading the video file (unless ``sampled`` frames are given) to the last token."""
         import torch
 
         from model_plugin.reference.inference import build_inputs
 
         clock = FirstTokenClock()
-        element = {"type": "video", "video": str(video), "nframes": self.frames}
-        element |= {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
-        messages = [{"role": "user", "content": [element, {"type": "text", "text": question}]}]
-        _, videos = self.vision.process_vision_info(messages)
-        frames = videos[0].round().to(torch.uint8)
+        frames, _ = sampled or self.sample(video)
         inputs = build_inputs(self.processor, [frames], question)  # no fps, as the seed: its 2.0 fps rule
         with torch.no_grad():
-            self.model.generate(**inputs, max_new_tokens=self.max_tokens, do_sample=False, streamer=clock)
-        return clock.ttft_s, int(inputs["input_ids"].shape[1])
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_tokens,
+                min_new_tokens=self.max_tokens,
+                do_sample=False,
+                streamer=clock,
+            )
+        prompt = int(inputs["input_ids"].shape[1])
+        return Answer(QUESTIONS.index(question), clock.ttft_s, prompt, int(out.shape[1]) - prompt)
 
-    def run(self, videos: list[Path], questions: Sequence[str]) -> dict[str, Any]:
-        ttfts, prompt_tokens = [], set()
+    def run(self, videos: list[Path], questions: Sequence[str], cache_frames: bool = False) -> dict[str, Any]:
+        """Every question on every video in order; ``cache_frames`` decodes each video once, not per question."""
+        answers = []
         start = time.perf_counter()
         for video in videos:
-            for question in questions:
-                ttft, tokens = self.answer(video, question)
-                ttfts.append(ttft)
-                prompt_tokens.add(tokens)
-        return _summary(time.perf_counter() - start, ttfts, len(ttfts), prompt_tokens)
+            sampled = self.sample(video) if cache_frames else None
+            answers.extend(self.answer(video, question, sampled) for question in questions)
+        return _summary(time.perf_counter() - start, answers)
 
 
 # --------------------------------------------------------------------------------------------------------
-# our server
+# servers: ours (upload once, file ids) and plain vLLM (the video with every question)
 
 
-async def _ask(
-    client: httpx.AsyncClient, model: str, file_id: str, question: str, max_tokens: int
-) -> tuple[float, int]:
-    """(TTFT in s, prompt tokens) of one streamed question about an uploaded video (read to the end)."""
+def _video_url(path: Path) -> dict[str, Any]:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{data}"}}
+
+
+async def _ask(client: httpx.AsyncClient, model: str, video: dict[str, Any], question: str, max_tokens: int) -> Answer:
+    """One streamed question about a video part (file id or data URL), read to the end; exactly ``max_tokens``."""
     body = {
         "model": model,
-        "messages": [
-            {
-                "role": "user",
-                "content": [{"type": "file", "file": {"file_id": file_id}}, {"type": "text", "text": question}],
-            }
-        ],
+        "messages": [{"role": "user", "content": [video, {"type": "text", "text": question}]}],
         "max_tokens": max_tokens,
+        "ignore_eos": True,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
     start = time.perf_counter()
-    first, prompt_tokens = float("nan"), -1
+    first, usage = float("nan"), {"prompt_tokens": -1, "completion_tokens": -1}
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if first != first and line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
                 first = time.perf_counter() - start
             if line.startswith("data: {") and '"usage":{' in line:
-                prompt_tokens = json.loads(line[6:])["usage"]["prompt_tokens"]
-    return first, prompt_tokens
+                usage = json.loads(line[6:])["usage"]
+    return Answer(QUESTIONS.index(question), first, usage["prompt_tokens"], usage["completion_tokens"])
 
 
 async def serve_pass(
@@ -180,37 +226,39 @@ async def serve_pass(
     max_tokens: int,
     model: str = "m",
     headers: dict[str, str] | None = None,
+    upload: bool = True,
 ) -> dict[str, Any]:
-    """One pass: upload each video when its first question is due, ``concurrency`` clients, video order."""
+    """One pass, ``concurrency`` clients in video order: each video uploaded once when its first question is due
+    (``upload``), or sent as a data URL with every question (plain vLLM)."""
     async with httpx.AsyncClient(base_url=base, timeout=600, headers=headers) as client:
-        uploads: dict[Path, asyncio.Task[str]] = {}
+        parts: dict[Path, asyncio.Task[dict[str, Any]]] = {}
 
-        async def upload(video: Path) -> str:
+        async def file_part(video: Path) -> dict[str, Any]:
             files = {"file": (video.name, video.read_bytes(), "video/mp4")}
             response = await client.post("/v1/files", files=files)
             response.raise_for_status()
-            return response.json()["id"]
+            return {"type": "file", "file": {"file_id": response.json()["id"]}}
 
         queue: asyncio.Queue[tuple[Path, str]] = asyncio.Queue()
         for video in videos:
             for question in questions:
                 queue.put_nowait((video, question))
-        ttfts: list[float] = []
-        prompt_tokens: set[int] = set()
+        answers: list[Answer] = []
 
         async def worker() -> None:
             while not queue.empty():
                 video, question = queue.get_nowait()
-                if video not in uploads:
-                    uploads[video] = asyncio.ensure_future(upload(video))
-                file_id = await uploads[video]
-                ttft, tokens = await _ask(client, model, file_id, question, max_tokens)
-                ttfts.append(ttft)
-                prompt_tokens.add(tokens)
+                if not upload:
+                    part = _video_url(video)
+                else:
+                    if video not in parts:
+                        parts[video] = asyncio.ensure_future(file_part(video))
+                    part = await parts[video]
+                answers.append(await _ask(client, model, part, question, max_tokens))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return _summary(time.perf_counter() - start, ttfts, len(ttfts), prompt_tokens)
+        return _summary(time.perf_counter() - start, answers)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -218,17 +266,20 @@ async def serve_pass(
 
 
 def measure(
-    videos: int = 6,
-    questions: int = 8,
-    concurrency: Sequence[int] = (1, 4, 8),
-    reps: int = 2,
+    videos: int = 1,
+    questions: Sequence[int] = (1, 8, 18),
+    concurrency: Sequence[int] = (1, 8),
+    reps: int = 5,
     frames: int = 16,
     max_tokens: int = 8,
+    clip: tuple[int, int] = (480, 640),
+    plain_vllm_server: bool = True,
+    pixels: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Run ``reps`` repetitions of (seed pass, our pass at each concurrency); returns samples and medians."""
+    """``reps`` repetitions of every path at every question count, the order rotating; samples and medians."""
     from model_plugin.tiny import write_tiny_checkpoint
 
-    asked = QUESTIONS[:questions]
+    height, width = clip
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     checkpoint = write_tiny_checkpoint(work / "tiny", seed=0)
     counter = iter(range(10**6))
@@ -238,115 +289,216 @@ def measure(
         for _ in range(videos):
             i = next(counter)
             path = work / f"clip{i}.mp4"
-            synthetic_mp4(path, CLIP_FRAMES, HEIGHT, WIDTH, fps=CLIP_FPS, seed=1000 + i)
+            synthetic_mp4(path, CLIP_FRAMES, height, width, fps=CLIP_FPS, seed=1000 + i)
             paths.append(path)
         return paths
 
-    caps = ["--min-pixels-per-frame", str(MIN_PIXELS), "--max-pixels-per-frame", str(HEIGHT * WIDTH)]
-    caps += ["--default-num-frames", str(frames), "--served-model-name", "m", "--uploads-dir", str(work / "up")]
-    seed_loop = SeedLoop(checkpoint, frames, max_tokens)
-    seed_loop.answer(fresh_videos()[0], asked[0])  # warm-up: first-call costs are not the subject
-    passes: dict[str, list[dict[str, Any]]] = {"seed": [], **{f"c{c}": [] for c in concurrency}}
-    with running(ours(checkpoint, *caps), work / "server.log") as base:
-        asyncio.run(serve_pass(base, fresh_videos()[:1], asked[:2], 1, max_tokens))  # warm-up
+    common = ["--served-model-name", "m"]
+    caps = ["--default-num-frames", str(frames), "--uploads-dir", str(work / "up"), *common]
+    if pixels is not None:  # both sides get the same per-frame pixel bounds
+        caps += ["--min-pixels-per-frame", str(pixels[0]), "--max-pixels-per-frame", str(pixels[1])]
+    seed_loop = SeedLoop(checkpoint, frames, max_tokens, pixels)
+    seed_loop.answer(fresh_videos()[0], QUESTIONS[0])  # warm-up: first-call costs are not the subject
+    passes: dict[str, list[dict[str, Any]]] = {}
+    with contextlib.ExitStack() as stack:
+        our_base = stack.enter_context(running(ours(checkpoint, *caps), work / "ours.log"))
+        vllm_base = None
+        if plain_vllm_server:
+            vllm_base = stack.enter_context(running(plain_vllm(checkpoint, frames, *common), work / "vllm.log"))
+            asyncio.run(serve_pass(vllm_base, fresh_videos()[:1], QUESTIONS[:2], 1, max_tokens, upload=False))
+        asyncio.run(serve_pass(our_base, fresh_videos()[:1], QUESTIONS[:2], 1, max_tokens))  # warm-up
+        paths: dict[str, Callable[[list[Path], Sequence[str]], dict[str, Any]]] = {
+            "seed": lambda v, q: seed_loop.run(v, q),
+            "seed_cached": lambda v, q: seed_loop.run(v, q, cache_frames=True),
+        }
+        if vllm_base is not None:
+            top = max(concurrency)
+            paths[f"vllm_c{top}"] = lambda v, q: asyncio.run(serve_pass(vllm_base, v, q, top, max_tokens, upload=False))
+        for c in concurrency:
+            paths[f"ours_c{c}"] = lambda v, q, c=c: asyncio.run(serve_pass(our_base, v, q, c, max_tokens))
+        names = list(paths)
         for rep in range(reps):
-            passes["seed"].append(seed_loop.run(fresh_videos(), asked))
-            print(f"rep {rep}: seed {passes['seed'][-1]['requests_per_s']:.2f} req/s", flush=True)
-            for c in concurrency:
-                passes[f"c{c}"].append(asyncio.run(serve_pass(base, fresh_videos(), asked, c, max_tokens)))
-                print(f"rep {rep}: ours c={c} {passes[f'c{c}'][-1]['requests_per_s']:.2f} req/s", flush=True)
+            order = names[rep % len(names) :] + names[: rep % len(names)]
+            for q in questions:
+                for name in order:
+                    run = paths[name](fresh_videos(), QUESTIONS[:q])
+                    passes.setdefault(f"q{q}/{name}", []).append(run)
+                    print(f"rep {rep} q={q} {name}: {run['requests_per_s']:.2f} req/s", flush=True)
     meta = {
         "videos": videos,
-        "questions_per_video": len(asked),
+        "questions": list(questions),
         "frames": frames,
-        "clip": f"{CLIP_FRAMES} frames {WIDTH}x{HEIGHT} at {CLIP_FPS} fps, H.264",
+        "clip": f"{CLIP_FRAMES} frames {width}x{height} at {CLIP_FPS} fps, H.264",
         "max_tokens": max_tokens,
+        "pixels_per_frame": list(pixels) if pixels else "qwen-vl-utils defaults",
         "concurrency": list(concurrency),
+        "paths": names,
         "reps": reps,
+        "order": "every path once per repetition and question count, order rotating per repetition",
         "cpus": len(os.sched_getaffinity(0)),
+        "torch_threads": _torch_threads(),
     }
     return summarise(passes, meta)
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def check_tokens(passes: dict[str, list[dict[str, Any]]], max_tokens: int) -> dict[str, Any]:
+    """Per question: the prompt tokens each path saw, and every completion's length.
+
+    Raises when the loops and our server disagree on a prompt or when a completion is not ``max_tokens`` long;
+    plain vLLM's prompts (its own video loader) are recorded, and flagged when they differ, not refused.
+    """
+    prompts: dict[str, dict[int, set[int]]] = {}
+    completions: set[int] = set()
+    for key, runs in passes.items():
+        path = key.split("/", 1)[1]
+        for run in runs:
+            for answer in run["answers"]:
+                prompts.setdefault(path, {}).setdefault(answer["question"], set()).add(answer["prompt_tokens"])
+                completions.add(answer["completion_tokens"])
+    strict = {path: by_q for path, by_q in prompts.items() if not path.startswith("vllm")}
+    reference = next(iter(strict.values()), {})
+    for path, by_q in strict.items():
+        if by_q != reference or any(len(counts) != 1 for counts in by_q.values()):
+            raise RuntimeError(
+                f"the paths saw different prompts (frames or sizes differ): {path} {by_q} vs {reference}"
+            )
+    if completions != {max_tokens}:
+        raise RuntimeError(f"completion lengths {sorted(completions)}, expected exactly {max_tokens}")
+    vllm_equal = all(by_q == reference for path, by_q in prompts.items() if path.startswith("vllm"))
+    return {
+        "prompt_tokens_by_question": {str(q): sorted(c)[0] for q, c in reference.items()},
+        "completion_tokens": max_tokens,
+        "plain_vllm_prompts_equal": vllm_equal,
+        "plain_vllm_prompt_tokens": {
+            path: {str(q): sorted(c) for q, c in by_q.items()}
+            for path, by_q in prompts.items()
+            if path.startswith("vllm")
+        },
+    }
+
+
 def summarise(passes: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> dict[str, Any]:
-    """Median requests/s per path and pooled TTFT percentiles; refuses passes that saw different prompts."""
-    tokens = {name: sorted({t for run in runs for t in run["prompt_tokens"]}) for name, runs in passes.items()}
-    if len({tuple(t) for t in tokens.values()}) != 1:
-        raise RuntimeError(f"the paths saw different prompts (frames or sizes differ): prompt tokens {tokens}")
+    """Median requests/s per (question count, path) and pooled TTFT; token counts checked first."""
+    tokens = check_tokens(passes, meta["max_tokens"])
     summary = {}
-    for name, runs in passes.items():
+    for key, runs in passes.items():
         ttfts = [t for run in runs for t in run["ttft_s"]]
-        summary[name] = {
+        summary[key] = {
             "requests_per_s": statistics.median(run["requests_per_s"] for run in runs),
             "ttft_p50_s": _percentile(ttfts, 50),
             "ttft_p95_s": _percentile(ttfts, 95),
         }
-    return {"meta": {**meta, "prompt_tokens": tokens["seed"]}, "passes": passes, "summary": summary}
+    return {"meta": meta, "tokens": tokens, "passes": passes, "summary": summary}
+
+
+LABELS = {
+    "seed": "original's loop: HF generate, batch 1, frames decoded per question",
+    "seed_cached": "original's loop + per-video frame cache",
+}
+
+
+def _label(path: str) -> str:
+    if path in LABELS:
+        return LABELS[path]
+    clients = path.rsplit("_c", 1)[1]
+    if path.startswith("vllm"):
+        return f"plain `vllm serve` + plugin, video with every question, {clients} clients"
+    return f"spatial-mllm-serve, upload once + file ids, {clients} clients"
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    meta, summary = result["meta"], result["summary"]
-    seed_rps = summary["seed"]["requests_per_s"]
+    meta, summary, tokens = result["meta"], result["summary"], result["tokens"]
     lines = [
-        f"{meta['videos']} videos x {meta['questions_per_video']} questions ({meta['clip']}), {meta['frames']} frames "
-        f"per question, {meta['max_tokens']} new tokens, greedy; median requests/s of {meta['reps']} passes, TTFT "
-        "percentiles over all their requests.",
+        f"{meta['videos']} video(s) ({meta['clip']}; pixels per frame: {meta.get('pixels_per_frame')}) x q "
+        f"questions, {meta['frames']} frames per question, exactly "
+        f"{meta['max_tokens']} new tokens (greedy); median requests/s of {meta['reps']} passes ({meta['order']}); "
+        f"TTFT p50 over all their requests; {meta['cpus']} CPUs, torch threads {meta['torch_threads']}.",
+        f"Token check: every request of the loops and of our server had the same prompt length per question "
+        f"({', '.join(sorted(set(map(str, tokens['prompt_tokens_by_question'].values()))))} tokens) and exactly "
+        f"{tokens['completion_tokens']} completion tokens; plain vLLM's prompts "
+        + (
+            "were equal too."
+            if tokens["plain_vllm_prompts_equal"]
+            else f"differ: {tokens['plain_vllm_prompt_tokens']}."
+        ),
         "",
-        "| path | requests/s | TTFT p50 | TTFT p95 | throughput vs seed |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| q per video | path | requests/s | TTFT p50 | vs original's loop | vs loop + frame cache |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    for name, row in summary.items():
-        label = "seed loop (HF generate, batch 1)" if name == "seed" else f"spatial-mllm-serve, {name[1:]} concurrent"
-        lines.append(
-            f"| {label} | {row['requests_per_s']:.2f} | {row['ttft_p50_s'] * 1e3:.0f} ms | "
-            f"{row['ttft_p95_s'] * 1e3:.0f} ms | {row['requests_per_s'] / seed_rps:.1f}x |"
-        )
-    best = max((name for name in summary if name != "seed"), key=lambda name: summary[name]["requests_per_s"])
-    ratio = summary[best]["requests_per_s"] / seed_rps
-    verdict = "met" if ratio >= TARGET_RATIO else "not met"
-    lines += [
-        "",
-        f"Target: {TARGET_RATIO:g}x the seed's throughput; best {ratio:.1f}x at {best[1:]} clients: {verdict}.",
-    ]
+    for q in meta["questions"]:
+        seed = summary[f"q{q}/seed"]["requests_per_s"]
+        cached = summary[f"q{q}/seed_cached"]["requests_per_s"]
+        for path in meta["paths"]:
+            row = summary[f"q{q}/{path}"]
+            lines.append(
+                f"| {q} | {_label(path)} | {row['requests_per_s']:.2f} | {row['ttft_p50_s'] * 1e3:.0f} ms | "
+                f"{row['requests_per_s'] / seed:.2f}x | {row['requests_per_s'] / cached:.2f}x |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Requests/s against concurrency, the seed's loop as a line."""
+    """Requests/s against questions per video, one line per path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = result["summary"]
-    levels = result["meta"]["concurrency"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
-    ax.plot(levels, [summary[f"c{c}"]["requests_per_s"] for c in levels], "o-", label="spatial-mllm-serve")
-    ax.axhline(summary["seed"]["requests_per_s"], color="grey", ls="--", label="seed loop (batch 1)")
-    ax.set(xlabel="concurrent clients", ylabel="requests / s", title="VSI-like load, tiny model, CPU")
-    ax.set_xticks(levels)
+    meta, summary = result["meta"], result["summary"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=120)
+    for name in meta["paths"]:
+        ax.plot(meta["questions"], [summary[f"q{q}/{name}"]["requests_per_s"] for q in meta["questions"]], "o-",
+                label=_label(name).replace("`", ""))  # fmt: skip
+    ax.set(xlabel="questions per video", ylabel="requests / s", title="VSI-like load, tiny model, CPU")
+    ax.set_xticks(meta["questions"])
     ax.set_ylim(bottom=0)
-    ax.legend()
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+def _size(text: str) -> tuple[int, int]:
+    width, height = text.lower().split("x")
+    return int(height), int(width)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     parser = argparse.ArgumentParser(prog="python -m bench.bench_end_to_end", description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=6)
-    parser.add_argument("--questions", type=int, default=8, choices=range(1, len(QUESTIONS) + 1))
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--videos", type=int, default=1)
+    parser.add_argument("--questions", type=int, nargs="+", default=[1, 8, 18], help="questions per video, swept")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--clip", type=_size, default=(480, 640), help="WxH of the synthetic clips")
+    parser.add_argument(
+        "--pixels", type=int, nargs=2, metavar=("MIN", "MAX"), help="per-frame pixel bounds for every path"
+    )
+    parser.add_argument("--no-plain-vllm", action="store_true", help="skip the plain `vllm serve` row")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    result = measure(args.videos, args.questions, args.concurrency, args.reps, args.frames, args.max_tokens)
-    print(to_markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    if max(args.questions) > len(QUESTIONS):
+        parser.error(f"--questions: at most {len(QUESTIONS)}")
+    result = measure(
+        args.videos,
+        args.questions,
+        args.concurrency,
+        args.reps,
+        args.frames,
+        args.max_tokens,
+        args.clip,
+        plain_vllm_server=not args.no_plain_vllm,
+        pixels=tuple(args.pixels) if args.pixels else None,
+    )
+    emit(result, to_markdown, args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,17 @@ import torch
 from conftest import fixture_path
 from safetensors.numpy import load_file
 
-from bench.bench_select_frames import make_scene, measure, plot, reference_greedy, reference_select, to_markdown
+from bench.bench_select_frames import (
+    BASELINES,
+    make_scene,
+    measure,
+    numpy_keys_select,
+    original_select,
+    plot,
+    reference_greedy,
+    reference_select,
+    to_markdown,
+)
 from sampling import voxel_cover
 from sampling.space_aware import (
     CoverageResult,
@@ -80,11 +90,19 @@ def test_fixture_select_frames_accepts_reference_layouts(cases: dict, name: str)
     assert select_frames(*as_torch, case["K"]) == expected
 
 
-@pytest.mark.parametrize("unique_rows", [False, True], ids=["plain", "unique-rows"])
+@pytest.mark.parametrize("baseline", ["plain", "unique-rows", "original", "numpy-keys"])
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_fixture_python_set_oracle_agrees(cases: dict, name: str, unique_rows: bool) -> None:
+def test_fixture_benchmark_baselines_agree(cases: dict, name: str, baseline: str) -> None:
+    """The oracle and every benchmark baseline pick the original's frames on its golden cases."""
     case, tensors = load_case(cases, name)
-    assert reference_select(*case_inputs(tensors), case["K"], unique_rows) == case["selected_frames"]
+    points, conf = case_inputs(tensors)
+    select = {
+        "plain": lambda: reference_select(points, conf, case["K"]),
+        "unique-rows": lambda: reference_select(points, conf, case["K"], unique_rows=True),
+        "original": lambda: original_select(points, conf, case["K"]),
+        "numpy-keys": lambda: numpy_keys_select(points, conf, case["K"]),
+    }[baseline]
+    assert select() == case["selected_frames"]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -397,11 +415,13 @@ def test_uniform_indices_is_rounded_linspace(t: int, k: int) -> None:
 @pytest.mark.parametrize("gc_mode", ["paused", "on"])
 def test_benchmark_script_smoke(gc_mode: str, tmp_path) -> None:
     gc_was_enabled = gc.isenabled()
-    result = measure([4, 6], k=3, reps=1, height=12, width=16, gc_mode=gc_mode)
+    result = measure([4, 6], k=3, reps=1, sizes=[(12, 16)], baselines=BASELINES, gc_mode=gc_mode)
     assert [row["frames"] for row in result["rows"]] == [4, 6]
-    assert all(set(row["ms"]) == {"vectorised", "plain", "unique-rows"} for row in result["rows"])
-    table = to_markdown(result)
-    assert "| 4 |" in table and "| 6 |" in table and "ratio vs unique-rows" in table and f"GC {gc_mode}" in table
+    assert all(set(row["ms"]) == {"vectorised", *BASELINES} for row in result["rows"])
+    assert all(len(times) == 1 for row in result["rows"] for times in row["samples_ms"].values())
+    assert result["meta"]["gc"] == gc_mode and result["meta"]["torch_threads"] >= 1
+    json.dumps(result)
+    assert to_markdown(result).strip()
     assert gc.isenabled() == gc_was_enabled
     plot(result, tmp_path / "select.png")
     assert (tmp_path / "select.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
