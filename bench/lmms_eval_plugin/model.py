@@ -16,8 +16,8 @@ from lmms_eval.api.instance import GenerationResult, TokenCounts
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
-from bench.vsibench.client import Decoding, QuestionAsker, make_client, resolve_model
-from bench.vsibench.uploads import VideoFiles
+from bench.eval_runner.client import Decoding, QuestionAsker, make_client, resolve_model
+from bench.eval_runner.uploads import VideoFiles
 
 
 class RequestsFailed(RuntimeError):
@@ -88,7 +88,8 @@ class SpatialMLLM(lmms):
                 top_p=float(gen_kwargs.get("top_p") or 1.0),
                 max_tokens=int(gen_kwargs.get("max_new_tokens") or 16),
             )
-            asker = QuestionAsker(client, model, self.strategy, self.num_frames, decoding)
+            sampling = {"strategy": self.strategy, "num_frames": self.num_frames}
+            asker = QuestionAsker(client, model, sampling, decoding)
             async with slots:
                 file_id = await files.file_id(str(video.resolve()), video)
                 reply = await asker.ask(file_id, text)

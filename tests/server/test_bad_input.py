@@ -387,7 +387,8 @@ FIELD_CASES: list[tuple[str, int, str, str, Callable]] = [
     ("corrupt video", 400, VIDEO_PART, "damaged", lambda live, m: _post(live, _chat(_b64(m["corrupt"])))),
     ("png as video", 415, VIDEO_PART, "PNG", lambda live, m: _post(live, _chat(_b64(m["png"])))),
     ("AV1 video", 415, VIDEO_PART, "AV1", lambda live, m: _post(live, _chat(_b64(m["av1"])))),
-    ("short video", 400, VIDEO_PART, "frame", lambda live, m: _post(live, _chat(_b64(m["short"])))),
+    # too few frames: the field to change is the frame count (the message says how many to ask for)
+    ("short video", 400, "video_sampling.num_frames", "at most", lambda live, m: _post(live, _chat(_b64(m["short"])))),
     ("oversized data URL", 413, VIDEO_PART, "/v1/files", lambda live, m: _post(live, _chat(_b64(m["oversized"])))),
     ("unknown file id", 404, VIDEO_PART, "No such file", lambda live, m: _post(live, _chat("file-" + "0" * 32))),
     ("MIME type", 415, VIDEO_PART, "text/plain", lambda live, m: _post(live, _chat(_b64(m["good"], "text/plain")))),
