@@ -8,7 +8,10 @@ engine loads. The error names the option to remove.
 
 from __future__ import annotations
 
-from vllm.config import VllmConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for hints: spatial-mllm-serve reads REASONS before vLLM is imported (server/preflight.py)
+    from vllm.config import VllmConfig
 
 
 class UnsupportedCapability(ValueError):
@@ -59,5 +62,10 @@ def refuse_unsupported_capabilities(config: VllmConfig, model: str = "Spatial-ML
     """Raise :class:`UnsupportedCapability` naming every refused option ``config`` turns on."""
     refused = unsupported_capabilities(config)
     if refused:
-        lines = "; ".join(f"remove {option}: {REASONS[option]}" for option in refused)
-        raise UnsupportedCapability(f"{model} cannot be served with these vLLM options: {lines}.")
+        raise UnsupportedCapability(refusal_message(refused, model))
+
+
+def refusal_message(refused: list[str], model: str = "Spatial-MLLM") -> str:
+    """One line naming each refused option (keys of :data:`REASONS`) and why."""
+    lines = "; ".join(f"remove {option}: {REASONS[option]}" for option in refused)
+    return f"{model} cannot be served with these vLLM options: {lines}."

@@ -13,6 +13,7 @@ middleware so a 401 has OpenAI's error shape.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import types
@@ -123,6 +124,47 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=36, width=120)
 
 
+def add_refused_engine_options(parser: argparse.ArgumentParser) -> None:
+    """vLLM's options that :mod:`server.preflight` refuses, parsed as vLLM parses them but hidden from ``--help``
+    (they are vLLM's, listed by ``--help=all``)."""
+    hidden = argparse.SUPPRESS
+    parser.add_argument("--headless", action="store_true", help=hidden)
+    parser.add_argument("--api-server-count", "-asc", type=int, default=None, help=hidden)
+    for flag in ("--enable-lora", "--enable-mm-embeds", "--mm-encoder-only"):
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=hidden)
+    parser.add_argument("--compilation-config", "-cc", default=None, help=hidden)
+    parser.add_argument("--ec-transfer-config", default=None, help=hidden)
+    parser.add_argument("--speculative-config", "-sc", default=None, help=hidden)
+    parser.add_argument("--video-pruning-rate", type=float, default=None, help=hidden)
+    parser.add_argument("--pipeline-parallel-size", "-pp", type=int, default=None, help=hidden)
+
+
+def as_vllm_spells(argv: Sequence[str]) -> list[str]:
+    """The command line in the spelling the front parser reads, for the forms vLLM's parser also accepts:
+    ``--enable_lora`` (underscores) and ``-cc.key=value`` / ``--compilation-config.key value`` (dotted keys,
+    folded into one JSON ``--compilation-config``)."""
+    words: list[str] = []
+    dotted: dict[str, typing.Any] = {}
+    rest = iter(argv)
+    for word in rest:
+        if word.startswith("--") and not word.startswith("---"):
+            name, eq, value = word.partition("=")
+            word = name.replace("_", "-") + eq + value
+        name, eq, value = word.partition("=")
+        option, dot, key = name.partition(".")
+        if dot and option in ("-cc", "--compilation-config"):
+            raw = value if eq else next(rest, "")
+            try:
+                dotted[key.replace("-", "_")] = json.loads(raw)
+            except ValueError:
+                dotted[key.replace("-", "_")] = raw
+            continue
+        words.append(word)
+    if dotted:
+        words += ["--compilation-config", json.dumps(dotted)]
+    return words
+
+
 def front_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """Our options and the engine options checked before vLLM loads; fast (no vLLM import), also ``--help``."""
     parser = argparse.ArgumentParser(
@@ -140,6 +182,7 @@ def front_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     main.add_argument("--host", default=None, help="address to listen on (default: all)")
     main.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     main.add_argument("--api-key", nargs="+", default=None, help="accepted API keys (default: none, no key check)")
+    add_refused_engine_options(parser)
     add_settings_options(parser)
     apply_environment(parser, os.environ if environ is None else environ)
     return parser
@@ -202,7 +245,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[argpars
 def early_checks(argv: Sequence[str], environ: Mapping[str, str]) -> None:
     """What can be refused before vLLM is imported: model, address, our caps."""
     try:
-        front, rest = front_parser(environ).parse_known_args(list(argv))
+        front, rest = front_parser(environ).parse_known_args(as_vllm_spells(argv))
     except argparse.ArgumentError as exc:
         raise ConfigError(str(exc)) from exc
     settings_from_args(front)

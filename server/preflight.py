@@ -7,13 +7,21 @@ does not honour should not cost that wait, nor end in a traceback.
 from __future__ import annotations
 
 import errno
+import json
 import socket
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
 
+from model_plugin.capabilities import ENCODER_CUDA_GRAPHS, refusal_message
+
 NEED_MODEL = "no model given: pass --model CHECKPOINT_OR_HF_ID (a Spatial-MLLM checkpoint), or --demo for the tiny one"
 DEMO_AND_MODEL = "--demo serves the built-in tiny model and takes no --model: drop one of the two"
+HEADLESS = "--headless starts no API server: run engines with `vllm serve --headless`, not this"
+API_SERVER_COUNT = "--api-server-count: this server runs one API server process; drop the option"
+HUB_PROBE_TIMEOUT_S = 1.5
+DEFAULT_HUB = "https://huggingface.co"
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 class ConfigError(ValueError):
@@ -31,11 +39,37 @@ def check_model(model: str, environ: Mapping[str, str]) -> None:
         raise ConfigError(f"--model {model} is a file: point it at the checkpoint's folder")
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise ConfigError(f"--model {model}: no such folder (give a checkpoint folder or a Hugging Face id org/name)")
-    if environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        from huggingface_hub import try_to_load_from_cache
+    check_hub_model(model, environ)
 
-        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
-            raise ConfigError(f"--model {model}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set")
+
+def check_hub_model(model: str, environ: Mapping[str, str]) -> None:
+    """A Hugging Face id must be in the local cache or the hub must answer; without either, vLLM would retry for
+    tens of seconds and end in a traceback."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return
+    where = f"not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    if environ.get("HF_HUB_OFFLINE", "").lower() in TRUE_WORDS:
+        raise ConfigError(f"--model {model}: {where} and HF_HUB_OFFLINE is set: download it there first, or unset it")
+    endpoint = environ.get("HF_ENDPOINT") or DEFAULT_HUB
+    if not hub_answers(endpoint):
+        raise ConfigError(
+            f"--model {model}: {where} and {endpoint} cannot be reached: download it into the cache where there is "
+            f"network (`hf download {model}`) and run with HF_HUB_OFFLINE=1, or give a checkpoint folder"
+        )
+
+
+def hub_answers(endpoint: str) -> bool:
+    """Whether the hub answers at all, within a moment (any HTTP status counts; proxies from the environment
+    are used, as huggingface_hub uses them)."""
+    import httpx
+
+    try:
+        httpx.head(endpoint, timeout=HUB_PROBE_TIMEOUT_S)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def check_port(host: str | None, port: int) -> None:
@@ -65,11 +99,59 @@ def check_front(options: Namespace, positional_model: bool, environ: Mapping[str
     """Checks on the options read without vLLM: model (unless given as a positional word) and address."""
     if options.demo and options.model:
         raise ConfigError(DEMO_AND_MODEL)
+    if not (options.model or options.demo or positional_model):
+        raise ConfigError(NEED_MODEL)
+    check_serving_flags(options)
+    check_capability_flags(options)
     if options.model:
         check_model(options.model, environ)
-    elif not options.demo and not positional_model:
-        raise ConfigError(NEED_MODEL)
     check_port(options.host, options.port)
+
+
+def check_serving_flags(options: Namespace) -> None:
+    """vLLM serve flags that describe another process layout than this server's one API server."""
+    if options.headless:
+        raise ConfigError(HEADLESS)
+    if options.api_server_count not in (None, 1):
+        raise ConfigError(API_SERVER_COUNT)
+
+
+def check_capability_flags(options: Namespace) -> None:
+    """The engine options the model refuses (:mod:`model_plugin.capabilities`), read from the command line as
+    given: the same refusal the model class makes once vLLM has loaded, tens of seconds earlier."""
+    refused = [option for option, on in _capability_flags_on(options).items() if on]
+    if refused:
+        raise ConfigError(refusal_message(refused))
+
+
+def _capability_flags_on(options: Namespace) -> dict[str, bool]:
+    return {
+        ENCODER_CUDA_GRAPHS: _encoder_cuda_graphs(options.compilation_config),
+        "--enable-mm-embeds": bool(options.enable_mm_embeds),
+        "--ec-transfer-config": _given(options.ec_transfer_config),
+        "--mm-encoder-only": bool(options.mm_encoder_only),
+        "--video-pruning-rate": bool(options.video_pruning_rate),
+        "--enable-lora": bool(options.enable_lora),
+        "--speculative-config": _given(options.speculative_config),
+        "--pipeline-parallel-size": (options.pipeline_parallel_size or 1) > 1,
+    }
+
+
+def _given(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "none", "null", "{}")
+
+
+def _encoder_cuda_graphs(compilation_config: str | None) -> bool:
+    """``-cc`` as JSON (``-cc.cudagraph_mm_encoder=true`` arrives here folded into JSON); other forms (``-O3``)
+    are left to vLLM's parser and the model's own check."""
+    if not compilation_config:
+        return False
+    try:
+        config = json.loads(compilation_config)
+    except ValueError:
+        return False
+    value = config.get("cudagraph_mm_encoder") if isinstance(config, dict) else None
+    return value is True or str(value).lower() in TRUE_WORDS
 
 
 def check_engine_options(args: Namespace, environ: Mapping[str, str]) -> None:
@@ -82,7 +164,4 @@ def check_engine_options(args: Namespace, environ: Mapping[str, str]) -> None:
         check_model(args.model, environ)
     if environ.get("VLLM_API_KEY"):
         raise ConfigError("VLLM_API_KEY is set: give keys with --api-key or SPATIAL_MLLM_API_KEY (comma-separated)")
-    if args.headless:
-        raise ConfigError("--headless starts no API server: run engines with `vllm serve --headless`, not this")
-    if args.api_server_count not in (None, 1):
-        raise ConfigError("--api-server-count: this server runs one API server process; drop the option")
+    check_serving_flags(args)

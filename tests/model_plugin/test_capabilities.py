@@ -52,12 +52,12 @@ def test_bypassing_option_is_refused_by_name(tiny_checkpoint: Path, name: str) -
 
 
 def test_server_refuses_encoder_cuda_graphs_before_loading(tiny_checkpoint: Path) -> None:
-    """What a user sees: one line naming the option, exit status 1, no engine started."""
+    """What a user sees: one line naming the option, exit status 2, no engine started."""
     command = [
         sys.executable, "-m", "server", "--model", str(tiny_checkpoint), "--dtype", "float32",
         "--max-model-len", "4096", "--port", "0", "-cc", '{"cudagraph_mm_encoder": true}',
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.returncode == 2, result.stderr[-3000:]
     assert "spatial-mllm-serve: " in result.stderr and "cudagraph_mm_encoder" in result.stderr
     assert "EngineCore" not in result.stderr + result.stdout  # refused before any engine process
