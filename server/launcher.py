@@ -37,6 +37,7 @@ from server.app import build_server_app
 from server.errors import error_response
 from server.geometry_worker import plan_geometry
 from server.preflight import ConfigError
+from server.readiness import finish, start_announcing
 from server.settings import ServerSettings
 
 ParseArgs = Callable[[Sequence[str], Mapping[str, str]], tuple[Namespace, ServerSettings]]
@@ -92,7 +93,7 @@ def refuse_unsupported_options(args: Namespace) -> None:
     try:
         refuse_unsupported_capabilities(AsyncEngineArgs.from_cli_args(args).create_engine_config())
     except UnsupportedCapability as exc:
-        raise SystemExit(f"spatial-mllm-serve: {exc}") from None
+        raise ConfigError(str(exc)) from None
 
 
 def load_parser_plugins(args: Namespace) -> None:
@@ -137,7 +138,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
             app = await build_server_app(engine_client, args, settings, geometry)
             gate.should_exit = True
             await asyncio.to_thread(gate_thread.join)
-            print(ready_banner(listen_address, args, settings), flush=True)
+            announcer = start_announcing(args, settings, ready_banner(listen_address, args, settings))
             shutdown = await serve_http(
                 app,
                 sock=sock,
@@ -156,12 +157,12 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
                 h11_max_header_count=args.h11_max_header_count,
                 **uvicorn_options,
             )
-        await shutdown
+        await finish(app, shutdown, announcer)
     finally:
         gate.should_exit = True
         gate_thread.join(timeout=5)
         sock.close()
-        print(f"spatial-mllm-serve on {listen_address} stopped", flush=True)
+        print(f"spatial-mllm-serve: stopped (was listening on {listen_address}).", flush=True)
 
 
 class _SkipPaths(logging.Filter):

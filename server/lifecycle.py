@@ -3,8 +3,9 @@
 vLLM's engine runs in child processes (``EngineCore`` and its worker). Python's default SIGTERM kills only this
 process and leaves them orphaned with the model in memory; its SIGINT becomes an exception that the blocked
 start-up only sees tens of seconds later, and then unwinds through three processes' tracebacks. So from the
-first line of ``main`` on, both signals run :func:`_stop_now`: one log line, children killed, exit. Once the
-server serves, vLLM's ``serve_http`` installs its own handlers, which drain requests and stop the engine.
+first line of ``main`` on, both signals run :func:`_stop_now`: one log line, children killed, exit 0. Once
+vLLM's ``serve_http`` runs, its own handlers drain requests and stop the engine (:mod:`server.readiness` covers
+a stop before uvicorn has started).
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ def stop_children(timeout_s: float = CHILD_STOP_TIMEOUT_S) -> None:
 
 
 def _stop_now(signum: int, _: FrameType | None) -> None:
+    """A stop the operator asked for is a clean exit (0), so ``make demo`` or a supervisor does not report a
+    failure."""
     name = signal.Signals(signum).name
     print(f"spatial-mllm-serve: {name} received before the server was up; stopping.", file=sys.stderr, flush=True)
     stop_children()
-    os._exit(128 + signum)
+    os._exit(0)
 
 
 def exit_on_signals() -> None:

@@ -1,5 +1,6 @@
-"""SIGTERM or SIGINT while the engine starts ends the whole process tree: no EngineCore or worker left behind,
-one log line, no traceback."""
+"""SIGTERM or SIGINT at any moment ends the whole process tree with exit code 0, one line of ours and no
+traceback: while the engine starts, while the app starts (the geometry worker loading), right after the ready line
+and while serving. The ready line itself is printed only once ``/health`` and ``/v1/models`` answer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from processes import free_port
@@ -53,24 +55,22 @@ def _engine_started(server: psutil.Process) -> bool:
         return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_during_engine_start_up_leaves_no_process(
-    tiny_checkpoint: Path, tmp_path: Path, signum: signal.Signals
-) -> None:
-    log = tmp_path / "server.log"
+def _start(checkpoint: Path, port: int, log: Path) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "server", "--model", str(tiny_checkpoint),
-        "--host", "127.0.0.1", "--port", str(free_port()),
+        sys.executable, "-m", "server", "--model", str(checkpoint), "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--max-model-len", "4096", "--enforce-eager", "--max-num-seqs", "4",
     ]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     with log.open("w") as out:
         # a session of its own, so the test can find every process the server started by its process group
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _stop_with(process: subprocess.Popen, signum: signal.Signals, log: Path) -> str:
+    """Send ``signum``; the server and everything it started must go, with exit code 0, one line of ours and no
+    traceback. Returns that line."""
     server = psutil.Process(process.pid)
     try:
-        _wait_for(lambda: _engine_started(server) or process.poll() is not None, "engine start", log)
-        assert process.poll() is None, log.read_text()
         tree = [server, *server.children(recursive=True)]
         process.send_signal(signum)
         process.wait(timeout=DEADLINE_S)
@@ -81,8 +81,68 @@ def test_signal_during_engine_start_up_leaves_no_process(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     text = log.read_text(errors="replace")
-    assert process.returncode == 128 + signum, text[-4000:]
+    assert process.returncode == 0, text[-4000:]
     assert "Traceback" not in text, text[-4000:]
-    assert [line for line in text.splitlines() if line.startswith("spatial-mllm-serve:")] == [
-        f"spatial-mllm-serve: {signal.Signals(signum).name} received before the server was up; stopping."
-    ]
+    ours = [line for line in text.splitlines() if line.startswith("spatial-mllm-serve:")]
+    assert len(ours) == 1, text[-4000:]
+    return ours[0]
+
+
+def _log_shows(log: Path, text: str) -> bool:
+    return text in log.read_text(errors="replace")
+
+
+def _wait_for_line(process: subprocess.Popen, log: Path, text: str) -> None:
+    """Until the server's log shows ``text`` (polled often: the tests act the moment it appears)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not _log_shows(log, text) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None and _log_shows(log, text), log.read_text(errors="replace")[-4000:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_during_engine_start_up_leaves_no_process(
+    tiny_checkpoint: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
+    log = tmp_path / "server.log"
+    process = _start(tiny_checkpoint, free_port(), log)
+    try:
+        server = psutil.Process(process.pid)
+        _wait_for(lambda: _engine_started(server) or process.poll() is not None, "engine start", log)
+        assert process.poll() is None, log.read_text()
+    finally:
+        line = _stop_with(process, signum, log)
+    assert line == f"spatial-mllm-serve: {signal.Signals(signum).name} received before the server was up; stopping."
+
+
+def test_signal_while_the_app_starts_leaves_no_process(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The engine is up and uvicorn runs the app's start-up (the geometry worker loading VGGT): vLLM's handler
+    has taken over, and the stop must still end in one line and exit 0."""
+    log = tmp_path / "server.log"
+    process = _start(tiny_checkpoint, free_port(), log)
+    try:
+        _wait_for_line(process, log, "Waiting for application startup")
+        assert not _log_shows(log, "spatial-mllm-serve is ready"), "too late: the app had already started"
+    finally:
+        line = _stop_with(process, signal.SIGTERM, log)
+    assert line.startswith("spatial-mllm-serve: stopped")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_ready_line_means_answering_and_a_signal_then_stops_cleanly(
+    tiny_checkpoint: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """When the ready line appears, ``/health`` and ``/v1/models`` answer 200 on the first try (no retry); a
+    signal right after, while serving, stops everything with exit code 0 and one line."""
+    log = tmp_path / "server.log"
+    port = free_port()
+    process = _start(tiny_checkpoint, port, log)
+    try:
+        _wait_for_line(process, log, "spatial-mllm-serve is ready")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False) as client:
+            assert client.get("/health").status_code == 200, log.read_text()[-4000:]
+            models = client.get("/v1/models")
+        assert models.status_code == 200 and models.json()["data"], models.text
+    finally:
+        line = _stop_with(process, signum, log)
+    assert line.startswith("spatial-mllm-serve: stopped")
