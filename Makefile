@@ -8,9 +8,13 @@ UV := $(if $(shell command -v uv 2>/dev/null),uv,$(UV_BOOT)/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint format validate-deploy demo reference-demo tiny bench clean
+.PHONY: setup test lint format validate-deploy demo reference-demo tiny bench clean prerequisites-setup prerequisites-test
 
-setup: $(VENV)/.synced
+# What the machine lacks beyond the package registries, named with Debian's packages, in the first second.
+prerequisites-setup prerequisites-test: prerequisites-%:
+	@$(PYTHON) tests/prerequisites.py $*
+
+setup: prerequisites-setup $(VENV)/.synced
 
 $(UV_BOOT)/bin/uv:
 	$(PYTHON) -m venv $(UV_BOOT)
@@ -44,7 +48,7 @@ validate-deploy: $(DEPLOY_TOOLS)/.installed
 # The geometry worker's tests run in a process of their own: they spawn VGGT workers and read the process-wide
 # Prometheus counters, and inside the long suite their cancellation checks were seen to miss (not yet understood).
 GEOMETRY_TESTS := tests/server/test_geometry_worker.py
-test: lint validate-deploy
+test: prerequisites-test lint validate-deploy
 	$(PY) -m pytest --ignore=$(GEOMETRY_TESTS)
 	$(PY) -m pytest $(GEOMETRY_TESTS)
 
