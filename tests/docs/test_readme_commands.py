@@ -3,6 +3,8 @@
 * ``make demo`` is started as written (on a free port, ``HOME`` in a temporary folder so the demo's cache is
   fresh); the README's curl line, the curl line the demo prints when ready, and the README's Python SDK snippet
   then run against it exactly as written except for the port.
+* ``make tiny`` and the README's CPU line for vLLM's own server (``python -m vllm.entrypoints.openai.api_server``)
+  run as written except for the port, and that server answers a video question.
 * Commands with placeholders (``OUT_DIR``, ``URL``, ``{a,b}``, ``[--opt]``) are templates: each flag they show
   must be one the program's ``--help`` lists.
 * A few commands cannot run on a CPU machine without the Hugging Face hub; they are listed here with the reason,
@@ -19,12 +21,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
+from media import data_url, encode_mp4
 from processes import free_port, stop, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = (REPO_ROOT / "README.md").read_text()
 PROGRAMS = ("make ", "curl ", "python -m ", "spatial-mllm-serve", "vllm ")
+VLLM_CPU_LINE = "python -m vllm.entrypoints.openai.api_server"
 PLACEHOLDER = re.compile(r"(?<!\$)\b[A-Z][A-Z0-9_]{1,}\b|\{[^}]*,[^}]*\}|\[[^\]]*\]|\.\.\.")
 # Commands that need what CI lacks, with the reason; everything else must be run or checked here.
 NOT_HERE = {
@@ -99,7 +105,7 @@ def test_shown_flags_exist(command: str) -> None:
 
 
 def test_every_command_is_run_checked_or_listed() -> None:
-    run_here = ("make demo", "curl ")  # run against the demo below
+    run_here = ("make demo", "curl ", "make tiny", VLLM_CPU_LINE)  # run below
     unhandled = [
         c for c in command_lines(README) if not (not_here(c) or c.startswith(run_here) or help_program(c) is not None)
     ]
@@ -174,3 +180,37 @@ def test_readme_python_snippets_run(demo: tuple[int, Path, Path]) -> None:
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip().endswith("True")
+
+
+@pytest.mark.engine
+def test_readme_cpu_line_for_vllms_own_server(tmp_path: Path) -> None:
+    """``make tiny``, then the README's CPU line for vLLM's server, pasted (the venv's python, a free port): it
+    starts on this machine and answers a video question through the plugin alone."""
+    from model_plugin.reference.demo import synthetic_video
+
+    (line,) = [c for c in command_lines(README) if c.startswith(VLLM_CPU_LINE)]
+    assert "make tiny" in command_lines(README)
+    made = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.synced", "tiny"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    port = free_port()
+    command = line.replace("python ", f"{sys.executable} ", 1).replace("--port 8000", f"--port {port}")
+    assert f"--port {port}" in command
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VLLM_CPU_KVCACHE")}
+    log = tmp_path / "vllm.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ready(base, process, log, 420)
+        frames = synthetic_video(frames=8, height=112, width=140, seed=1).permute(0, 2, 3, 1).numpy()
+        video = encode_mp4(np.ascontiguousarray(frames), tmp_path / "room.mp4")
+        content = [{"type": "video_url", "video_url": {"url": data_url(video)}}, {"type": "text", "text": "Chairs?"}]
+        messages = [{"role": "user", "content": content}]
+        body = {"model": ".cache/tiny-spatial-mllm", "messages": messages, "max_tokens": 4}
+        reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["usage"]["completion_tokens"] == 4
+    finally:
+        stop(process)
