@@ -138,7 +138,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
             app = await build_server_app(engine_client, args, settings, geometry)
             gate.should_exit = True
             await asyncio.to_thread(gate_thread.join)
-            announcer = start_announcing(args, settings, ready_banner(listen_address, args, settings))
+            announcer = start_announcing(app, args, settings, ready_banner(listen_address, args, settings))
             shutdown = await serve_http(
                 app,
                 sock=sock,

