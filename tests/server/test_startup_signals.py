@@ -19,6 +19,7 @@ from processes import free_port
 pytestmark = pytest.mark.engine
 
 DEADLINE_S = 300.0
+START_DEADLINE_S = 600.0  # a whole start on 2 cores shared with other jobs
 
 
 def _alive(process: psutil.Process) -> bool:
@@ -94,7 +95,7 @@ def _log_shows(log: Path, text: str) -> bool:
 
 def _wait_for_line(process: subprocess.Popen, log: Path, text: str) -> None:
     """Until the server's log shows ``text`` (polled often: the tests act the moment it appears)."""
-    deadline = time.monotonic() + DEADLINE_S
+    deadline = time.monotonic() + START_DEADLINE_S
     while not _log_shows(log, text) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert process.poll() is None and _log_shows(log, text), log.read_text(errors="replace")[-4000:]
