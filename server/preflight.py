@@ -101,11 +101,18 @@ def check_front(options: Namespace, positional_model: bool, environ: Mapping[str
         raise ConfigError(DEMO_AND_MODEL)
     if not (options.model or options.demo or positional_model):
         raise ConfigError(NEED_MODEL)
+    check_environment(environ)
     check_serving_flags(options)
     check_capability_flags(options)
     if options.model:
         check_model(options.model, environ)
     check_port(options.host, options.port)
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """vLLM's own key variable would add a second key check with other errors than ours."""
+    if environ.get("VLLM_API_KEY"):
+        raise ConfigError("VLLM_API_KEY is set: give keys with --api-key or SPATIAL_MLLM_API_KEY (comma-separated)")
 
 
 def check_serving_flags(options: Namespace) -> None:
@@ -162,6 +169,5 @@ def check_engine_options(args: Namespace, environ: Mapping[str, str]) -> None:
         raise ConfigError(NEED_MODEL)
     if args.model and not args.demo:
         check_model(args.model, environ)
-    if environ.get("VLLM_API_KEY"):
-        raise ConfigError("VLLM_API_KEY is set: give keys with --api-key or SPATIAL_MLLM_API_KEY (comma-separated)")
+    check_environment(environ)
     check_serving_flags(args)

@@ -94,6 +94,11 @@ def test_other_process_layouts_are_refused_before_vllm(checkpoint_folder: Path, 
     assert named in _refused_before_vllm("--model", str(checkpoint_folder), "--port", "0", *argv)
 
 
+def test_vllm_api_key_is_refused_before_vllm(checkpoint_folder: Path) -> None:
+    env = _environment(VLLM_API_KEY="k")
+    assert "VLLM_API_KEY" in _refused_before_vllm("--model", str(checkpoint_folder), "--port", "0", env=env)
+
+
 def test_refused_flag_from_the_environment(checkpoint_folder: Path) -> None:
     env = _environment(SPATIAL_MLLM_ENABLE_LORA="true")
     assert "remove --enable-lora" in _refused_before_vllm("--model", str(checkpoint_folder), "--port", "0", env=env)
