@@ -38,6 +38,7 @@ from sampling.errors import (
     VideoTooShortError,
 )
 from sampling.limits import DecodeLimits
+from sampling.short_videos import uniform_refusal
 
 IMAGE_FACTOR = 28  # ViT patch 14 x spatial merge 2
 FRAME_FACTOR = 2
@@ -192,11 +193,8 @@ def frame_count(range_frames: int, video_fps: float, spec: UniformSpec) -> int:
         return n
     if spec.pad_short_videos:
         return max(n, FRAME_FACTOR)
-    most = _floor_by(range_frames, FRAME_FACTOR)
-    instead = f"ask for at most {most} frames or send a longer video" if most else "send a longer video"
-    raise VideoTooShortError(
-        f"The video has {range_frames} frame(s) in the sampled range but {max(n, FRAME_FACTOR)} are needed; {instead}."
-    )
+    most = _floor_by(range_frames, FRAME_FACTOR)  # what space-aware does instead: sampling.short_videos
+    raise VideoTooShortError(uniform_refusal(range_frames, max(n, FRAME_FACTOR), most))
 
 
 def linspace_indices(first: int, last: int, n: int) -> list[int]:

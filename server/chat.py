@@ -30,8 +30,9 @@ from server.vllm_media_options import apply_vllm_media_options
 
 router = APIRouter()
 # Extension field of every answer about a video (the JSON response, and the first chunk of a stream): one entry
-# per video in request order, {"strategy", "indices", "timestamps_s"[, "candidates"]}. The openai SDK keeps
-# unknown fields, so ``reply.video_frames`` (or ``reply.model_extra["video_frames"]``) reads it unmodified.
+# per video in request order, {"strategy", "indices", "timestamps_s"[, "candidates"][, "requested_frames", "note"]}
+# (the last two when space-aware sampling chose fewer frames than asked, its original's rule: sampling.short_videos).
+# The openai SDK keeps unknown fields: ``reply.video_frames`` (or ``reply.model_extra["video_frames"]``) reads it.
 FRAMES_FIELD = "video_frames"
 ERROR_RESPONSES = {
     status.value: {"model": ErrorResponse}

@@ -47,6 +47,8 @@ class FramesResponse(BaseModel):
     video_fps: float
     frames: list[Frame]
     candidates: list[int] = Field(description="frame indices space-aware selection chose from (empty for uniform)")
+    requested_frames: int | None = Field(None, description="frames asked for, when fewer came back (space-aware)")
+    note: str | None = Field(None, description="why fewer frames than asked came back (sampling.short_videos)")
 
 
 def jpeg_data_url(pixels: np.ndarray, height: int) -> str:
@@ -93,4 +95,6 @@ async def file_frames(file_id: str, body: FramesRequest, raw_request: Request) -
         video_fps=float((stored.video or {}).get("fps", 0.0)),
         frames=frames,
         candidates=candidates,
+        requested_frames=used.get("requested_frames"),
+        note=used.get("note"),
     )

@@ -32,7 +32,13 @@ class VideoSampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: Literal["uniform", "space_aware"] | None = None
-    num_frames: int | None = Field(default=None, ge=MIN_FRAMES, description="frames per video, rounded to even")
+    num_frames: int | None = Field(
+        default=None,
+        ge=MIN_FRAMES,
+        description="frames per video, rounded to even. A video with fewer frames: uniform refuses (400, "
+        "qwen-vl-utils' rule); space_aware uses at most every frame, never repeating one (the original's rule), "
+        "and its video_frames entry says so (requested_frames, note)",
+    )
     fps: float | None = Field(default=None, gt=0)
     max_pixels: int | None = Field(
         default=None,
