@@ -25,6 +25,7 @@ from server.file_store import StoredFile
 from server.metrics import UPLOAD_BYTES
 from server.middleware import file_owner
 from server.protocol import FileDeleted, FileList, FileObject, VideoFacts, VideoSampling
+from server.request_fields import strict_query
 from server.video_prep import SamplingSpec
 
 # OpenAI's purposes that fit a video; the others (batch, fine-tune, assistants, evals) name features we lack.
@@ -76,7 +77,7 @@ async def store_upload(raw_request: Request, upload: UploadFile, purpose: str) -
     return stored
 
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
 
 
 @router.post("/v1/files", response_model=FileObject, dependencies=[Depends(strict_form)])

@@ -13,13 +13,14 @@ import base64
 import io
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from sampling.geometry import candidate_indices
 from server.middleware import file_owner
 from server.protocol import VideoSampling
+from server.request_fields import strict_query
 
 JPEG_QUALITY = 80
 
@@ -60,7 +61,7 @@ def jpeg_data_url(pixels: np.ndarray, height: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
 
 
 @router.post("/v1/files/{file_id}/frames", response_model=FramesResponse)

@@ -20,7 +20,7 @@ from server.protocol import SpatialChatCompletionRequest
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def _post(path: str, **kwargs) -> httpx.Response:
+def _post(path: str, method: str = "POST", **kwargs) -> httpx.Response:
     app = FastAPI()
     for module in (chat, files_api, frames_api, oneshot):
         app.include_router(module.router)
@@ -29,7 +29,7 @@ def _post(path: str, **kwargs) -> httpx.Response:
     async def send() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.post(path, **kwargs)
+            return await client.request(method, path, **kwargs)
 
     return asyncio.run(send())
 
@@ -91,3 +91,16 @@ def test_fields_of_openai_and_of_vllm_stay_accepted() -> None:
     assert request.top_k == 5 and request.chat_template_kwargs == {"x": 1}
     assert request.video_sampling is not None and request.video_sampling.num_frames == 8
     assert request.model_extra is None or not (request.model_extra.keys() & openai_only.keys())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "param"),
+    [
+        ("GET", "/v1/files?limt=5", "limt"),
+        ("GET", "/v1/files/file-x?verbose=1", "verbose"),
+        ("POST", "/v1/chat/completions?stream=true", "stream"),
+    ],
+)
+def test_query_parameters_fall_under_the_same_rule(method: str, path: str, param: str) -> None:
+    body = {"model": "m", "messages": MESSAGES} if method == "POST" else None
+    assert "query parameters" in _refused(_post(path, method, json=body), param)
