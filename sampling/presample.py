@@ -6,10 +6,11 @@ for every video in ``VIDEO_DIR`` (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.av
 ``uniform_sampling/`` for ``--strategy uniform``): the decoded frames at full resolution, named by their index
 in the video, exactly as the seed's ``sa_sampling.py`` lays them out. As there, both strategies draw from the
 same candidates (``min(128, frames)`` evenly spaced frames): uniform keeps ``linspace(0, candidates - 1, k)``
-of them, space-aware keeps the greedy voxel cover. Frames are decoded once, in memory (no PNG round trip); a
-video that fails is reported and skipped instead of ending the run, other files are listed as skipped, and a
-video with fewer frames than asked is written with what it has and a warning. The default strategy is
-``uniform``; ``space_aware`` needs ``--weights``.
+of them, truncated to int as that script does (not rounded as qwen-vl-utils and the server's uniform sampling do:
+:data:`UNIFORM_DIFFERS`), space-aware keeps the greedy voxel cover. Frames are decoded once, in memory (no PNG
+round trip); a video that fails is reported and skipped instead of ending the run, other files are listed as
+skipped, and a video with fewer frames than asked is written with what it has and a warning. The default strategy
+is ``uniform``; ``space_aware`` needs ``--weights``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ Strategy = Literal["uniform", "space_aware"]
 STRATEGY_DIRS = {"uniform": "uniform_sampling", "space_aware": "sa_sampling"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
 MIN_FRAMES = 2  # the server rounds frame counts to even and refuses fewer than 2
+UNIFORM_DIFFERS = (
+    "--strategy uniform follows the original's offline script (src/sampling/sa_sampling.py, its uniform branch: "
+    "np.linspace(..., dtype=int) over the candidates, truncated: 0,4,8,13,17,22,26,31 of a 32-frame clip for 8). "
+    "The server's uniform sampling of a video file follows qwen-vl-utils' fetch_video, which the original's "
+    "evaluation runs on videos (torch.linspace(...).round(): 0,4,9,13,18,22,27,31). Both are faithful, to "
+    "different originals; a clip shorter than asked is written whole here (as the script does) but refused by "
+    "the server's uniform sampling (as qwen-vl-utils does)."
+)
 
 
 def seed_uniform_indices(num_video_frames: int, k: int, max_candidates: int = 128) -> list[int]:
@@ -145,14 +154,21 @@ def _frame_count(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sampling", description="Offline frame sampling.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("presample", help="write sampled frames of every video in a folder as PNGs")
+    run = commands.add_parser(
+        "presample",
+        help="write sampled frames of every video in a folder as PNGs",
+        description="Write sampled frames of every video in a folder as PNGs, as the original's "
+        "src/sampling/sa_sampling.py does.",
+        epilog=UNIFORM_DIFFERS,
+    )
     run.add_argument("video_dir", type=Path)
     run.add_argument("out_dir", type=Path)
     run.add_argument(
         "--strategy",
         choices=sorted(STRATEGY_DIRS),
         default="uniform",
-        help="default: uniform; space_aware (the seed's sa_sampling) needs --weights",
+        help="default: uniform (sa_sampling.py's uniform branch: truncated linspace, not the server's rounded "
+        "one); space_aware (sa_sampling.py's) needs --weights",
     )
     run.add_argument("--num-frames", type=_frame_count, default=16, help="frames per video, at least 2 (default: 16)")
     run.add_argument("--weights", type=Path, help="Spatial-MLLM checkpoint dir or VGGT safetensors (space_aware)")

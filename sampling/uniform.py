@@ -8,7 +8,9 @@ and evaluated on exactly those frames, so this module reproduces its arithmetic,
   ``min(768, frames)``, made even) and to the frame count, then floored to even. Fewer frames than that in the
   video is an error in qwen-vl-utils, here :class:`VideoTooShortError`, unless ``pad_short_videos`` is set.
 * **Which frames**: ``torch.linspace(start, end, n)`` in float32, rounded half-to-even; ``start``/``end`` come
-  from the optional ``video_start``/``video_end`` seconds exactly as ``calculate_video_frame_range`` does.
+  from the optional ``video_start``/``video_end`` seconds exactly as ``calculate_video_frame_range`` does. (The
+  seed's offline ``sa_sampling.py`` truncates instead, and ``python -m sampling presample`` follows it there:
+  :data:`sampling.presample.UNIFORM_DIFFERS`.)
 * **What size**: the per-frame budget ``max(min(768*28*28, total_pixels / n * 2), int(min_pixels * 1.05))``,
   capped by an explicit ``max_pixels``, then ``smart_resize`` to multiples of 28. ``total_pixels`` defaults to
   ``MODEL_SEQ_LEN * 28 * 28 * 0.9`` with qwen-vl-utils' default ``MODEL_SEQ_LEN`` of 128000 (it reads an
@@ -38,6 +40,7 @@ from sampling.errors import (
     VideoTooShortError,
 )
 from sampling.limits import DecodeLimits
+from sampling.short_videos import uniform_refusal
 
 IMAGE_FACTOR = 28  # ViT patch 14 x spatial merge 2
 FRAME_FACTOR = 2
@@ -192,11 +195,8 @@ def frame_count(range_frames: int, video_fps: float, spec: UniformSpec) -> int:
         return n
     if spec.pad_short_videos:
         return max(n, FRAME_FACTOR)
-    most = _floor_by(range_frames, FRAME_FACTOR)
-    instead = f"ask for at most {most} frames or send a longer video" if most else "send a longer video"
-    raise VideoTooShortError(
-        f"The video has {range_frames} frame(s) in the sampled range but {max(n, FRAME_FACTOR)} are needed; {instead}."
-    )
+    most = _floor_by(range_frames, FRAME_FACTOR)  # what space-aware does instead: sampling.short_videos
+    raise VideoTooShortError(uniform_refusal(range_frames, max(n, FRAME_FACTOR), most))
 
 
 def linspace_indices(first: int, last: int, n: int) -> list[int]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionResponse
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse
@@ -26,12 +26,14 @@ from server.errors import APIError
 from server.inline_media import inline_videos
 from server.middleware import file_owner
 from server.protocol import SpatialChatCompletionRequest
+from server.request_fields import strict_query
 from server.vllm_media_options import apply_vllm_media_options
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
 # Extension field of every answer about a video (the JSON response, and the first chunk of a stream): one entry
-# per video in request order, {"strategy", "indices", "timestamps_s"[, "candidates"]}. The openai SDK keeps
-# unknown fields, so ``reply.video_frames`` (or ``reply.model_extra["video_frames"]``) reads it unmodified.
+# per video in request order, {"strategy", "indices", "timestamps_s"[, "candidates"][, "requested_frames", "note"]}
+# (the last two when space-aware sampling chose fewer frames than asked, its original's rule: sampling.short_videos).
+# The openai SDK keeps unknown fields: ``reply.video_frames`` (or ``reply.model_extra["video_frames"]``) reads it.
 FRAMES_FIELD = "video_frames"
 ERROR_RESPONSES = {
     status.value: {"model": ErrorResponse}

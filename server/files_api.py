@@ -20,11 +20,12 @@ from fastapi.dependencies.utils import get_flat_dependant
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from server.errors import APIError
+from server.errors import APIError, unrecognized_field
 from server.file_store import StoredFile
 from server.metrics import UPLOAD_BYTES
 from server.middleware import file_owner
 from server.protocol import FileDeleted, FileList, FileObject, VideoFacts, VideoSampling
+from server.request_fields import strict_query
 from server.video_prep import SamplingSpec
 
 # OpenAI's purposes that fit a video; the others (batch, fine-tune, assistants, evals) name features we lack.
@@ -42,8 +43,7 @@ async def strict_form(request: Request) -> None:
     counts = Counter(name for name, _ in (await request.form()).multi_items())
     for name, count in counts.items():
         if name not in declared:
-            expected = ", ".join(sorted(declared))
-            raise APIError(400, f"Unknown form field {name[:64]!r}; this endpoint takes: {expected}.", name[:64])
+            raise unrecognized_field(name[:64], f"This endpoint takes: {', '.join(sorted(declared))}.")
         if count > 1:
             raise APIError(400, f"The form field {name!r} was sent {count} times; send it once.", name)
 
@@ -77,7 +77,7 @@ async def store_upload(raw_request: Request, upload: UploadFile, purpose: str) -
     return stored
 
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
 
 
 @router.post("/v1/files", response_model=FileObject, dependencies=[Depends(strict_form)])

@@ -13,13 +13,14 @@ import base64
 import io
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from sampling.geometry import candidate_indices
 from server.middleware import file_owner
 from server.protocol import VideoSampling
+from server.request_fields import strict_query
 
 JPEG_QUALITY = 80
 
@@ -47,6 +48,8 @@ class FramesResponse(BaseModel):
     video_fps: float
     frames: list[Frame]
     candidates: list[int] = Field(description="frame indices space-aware selection chose from (empty for uniform)")
+    requested_frames: int | None = Field(None, description="frames asked for, when fewer came back (space-aware)")
+    note: str | None = Field(None, description="why fewer frames than asked came back (sampling.short_videos)")
 
 
 def jpeg_data_url(pixels: np.ndarray, height: int) -> str:
@@ -58,7 +61,7 @@ def jpeg_data_url(pixels: np.ndarray, height: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
 
 
 @router.post("/v1/files/{file_id}/frames", response_model=FramesResponse)
@@ -93,4 +96,6 @@ async def file_frames(file_id: str, body: FramesRequest, raw_request: Request) -
         video_fps=float((stored.video or {}).get("fps", 0.0)),
         frames=frames,
         candidates=candidates,
+        requested_frames=used.get("requested_frames"),
+        note=used.get("note"),
     )

@@ -45,6 +45,7 @@ class VideoBytes:
     digest: str
 
 
+INVALID_BASE64 = "The data URL's base64 payload is invalid."
 B64_CHUNK = 1 << 20  # base64 characters per step (a multiple of 4; ~4 ms each); see parse_data_url
 MAX_DATA_URL_HEADER = 1024
 
@@ -75,19 +76,55 @@ def parse_data_url(url: str | bytes | memoryview, max_bytes: int, param: str, ac
             decoded[filled : filled + len(piece)] = piece
             filled += len(piece)
     except (binascii.Error, ValueError) as exc:
-        raise APIError(400, "The data URL's base64 payload is invalid.", param) from exc
+        raise APIError(400, INVALID_BASE64, param) from exc
     del decoded[filled:]
     return decoded
 
 
+FRAME_LIST_MIME = "video/jpeg"
+FRAME_LIST_INSTEAD = (
+    "send the video file itself (data:video/mp4;base64,..., an http(s) URL, or a file id from POST /v1/files), or "
+    "the frames as two or more image_url parts of one message: they are served as one video."
+)
+FRAME_LIST_REFUSED = (
+    "data:video/jpeg;base64, frame lists (vLLM's comma-separated JPEG frames) are not accepted: " + FRAME_LIST_INSTEAD
+)
+
+
 def inline_video_bytes(url: str | bytes | bytearray | memoryview, max_bytes: int, param: str = "") -> bytearray:
-    """A video ``data:`` URL's bytes (415 for a non-video type, 413 past ``max_bytes``, saying where to go)."""
+    """A video ``data:`` URL's bytes (415 for a non-video type, 413 past ``max_bytes``, saying where to go).
+
+    vLLM's own ``data:video/jpeg;base64,<frame>,<frame>,...`` is refused from its header alone, before a byte is
+    decoded (unbounded frame lists were vLLM's CVE-2026-34755 / GHSA-pq5c-rjhq-qp7p), saying what to send instead."""
+    if _data_url_mime(url) == FRAME_LIST_MIME:
+        raise APIError(400, FRAME_LIST_REFUSED, param)
     try:
         return parse_data_url(url, max_bytes, param, _is_video_mime)
     except APIError as exc:
         if exc.status == 413:
             raise APIError(413, exc.message + " Upload larger videos with POST /v1/files.", param) from exc
+        if exc.message == INVALID_BASE64 and _has_several_payloads(url):  # a frame list under another video type
+            hint = " It holds several comma-separated payloads, like vLLM's frame lists: " + FRAME_LIST_INSTEAD
+            raise APIError(400, INVALID_BASE64 + hint, param) from exc
         raise
+
+
+def _header_text(url: str | bytes | bytearray | memoryview) -> str:
+    """A ``data:`` URL's first bytes as text: enough for its header, however long the payload."""
+    head = url[: MAX_DATA_URL_HEADER + 5]
+    return head if isinstance(head, str) else bytes(head).decode("latin-1")
+
+
+def _data_url_mime(url: str | bytes | bytearray | memoryview) -> str:
+    """The MIME type of a ``data:`` URL's header (lower case, parameters dropped)."""
+    return _header_text(url)[5:].partition(",")[0].partition(";")[0].strip().lower()
+
+
+def _has_several_payloads(url: str | bytes | bytearray | memoryview) -> bool:
+    """Whether a comma follows the header's: vLLM's frame-list layout (asked only on a refusal: it may copy)."""
+    comma = _header_text(url).find(",")
+    payload = url[comma + 1 :]
+    return comma != -1 and ("," in payload if isinstance(payload, str) else b"," in bytes(payload))
 
 
 def _is_video_mime(mime: str) -> bool:

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from starlette.datastructures import Headers, MutableHeaders, QueryParams
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,8 +25,6 @@ from server.metrics import REJECTED, REQUESTS
 REQUEST_ID = contextvars.ContextVar("request_id", default="-")
 ACCESS_LOG = logging.getLogger("spatial_mllm_serve.access")
 GUARDED_PREFIX = "/v1/"
-# pages a browser opens by address, where no header can carry the key: it may come as ``?key=`` instead
-KEYED_PAGES = ("/playground",)
 ADMITTED_PATHS = ("/v1/chat/completions", "/v1/video/chat", "/v1/files")
 
 
@@ -91,7 +89,8 @@ def file_owner(request: Request) -> str:
 
 
 class APIKeys:
-    """``Authorization: Bearer <key>`` on ``/v1/*``; any of several keys, compared in constant time on digests
+    """``Authorization: Bearer <key>`` on ``/v1/*`` (only there: pages such as ``/playground`` hold no data and send
+    the key their user types with each API call); any of several keys, compared in constant time on digests
     (so neither the key's content nor its length leaks through timing). Keys are never logged.
 
     With ``per_minute`` > 0 each key also gets a token bucket of that many requests per minute (bursts up to
@@ -135,12 +134,10 @@ class APIKeys:
             scope["type"] == "http"
             and self.digests
             and scope.get("method") != "OPTIONS"
-            and (route_path(scope).startswith(GUARDED_PREFIX) or route_path(scope) in KEYED_PAGES)
+            and route_path(scope).startswith(GUARDED_PREFIX)
         )
         if guarded:
             digest = self._match(Headers(scope=scope))
-            if digest is None and route_path(scope) in KEYED_PAGES:
-                digest = self._match_token(QueryParams(scope["query_string"].decode("latin-1")).get("key", ""))
             if digest is None:
                 response = error_response(401, "Invalid or missing API key (send 'Authorization: Bearer <key>').")
                 response.headers["WWW-Authenticate"] = "Bearer"

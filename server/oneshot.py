@@ -20,8 +20,9 @@ from server.errors import APIError
 from server.files_api import read_upload, strict_form
 from server.metrics import UPLOAD_BYTES
 from server.protocol import MIN_FRAMES, SpatialChatCompletionRequest, VideoSampling
+from server.request_fields import strict_query
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
 
 
 @router.post("/v1/video/chat", responses=ERROR_RESPONSES, dependencies=[Depends(strict_form)])

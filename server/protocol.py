@@ -1,10 +1,17 @@
-"""Request and response models: vLLM's OpenAI protocol, extended by one body field for frame sampling."""
+"""Request and response models: vLLM's OpenAI protocol, extended by one body field for frame sampling.
+
+Unknown fields are refused, never ignored (a misspelt ``video_samplng`` would otherwise answer with default
+sampling): a chat request may carry what OpenAI's schema (the ``openai`` SDK's ``CompletionCreateParams``), vLLM's
+``ChatCompletionRequest`` (its extra sampling options, ``chat_template_kwargs``, ...) or our extensions define;
+anything else is a 400 naming the field (:func:`server.errors.unrecognized_field`).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from openai.types.chat import completion_create_params
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
 from sampling.time_axis import TimeAxis
@@ -25,7 +32,13 @@ class VideoSampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: Literal["uniform", "space_aware"] | None = None
-    num_frames: int | None = Field(default=None, ge=MIN_FRAMES, description="frames per video, rounded to even")
+    num_frames: int | None = Field(
+        default=None,
+        ge=MIN_FRAMES,
+        description="frames per video, rounded to even. A video with fewer frames: uniform refuses (400, "
+        "qwen-vl-utils' rule); space_aware uses at most every frame, never repeating one (the original's rule), "
+        "and its video_frames entry says so (requested_frames, note)",
+    )
     fps: float | None = Field(default=None, gt=0)
     max_pixels: int | None = Field(
         default=None,
@@ -42,13 +55,38 @@ class VideoSampling(BaseModel):
     )
 
 
+def _openai_fields_vllm_ignores() -> frozenset[str]:
+    """OpenAI chat-request fields that vLLM's model does not declare (``store``, ``metadata``, ``audio``, ...): valid
+    OpenAI requests, which vLLM accepts and ignores; so do we."""
+    openai_fields: set[str] = set()
+    for params in (
+        completion_create_params.CompletionCreateParamsNonStreaming,
+        completion_create_params.CompletionCreateParamsStreaming,
+    ):
+        openai_fields.update(get_type_hints(params))
+    vllm_fields = {alias for name, field in ChatCompletionRequest.model_fields.items() for alias in (name, field.alias)}
+    return frozenset(openai_fields - vllm_fields)
+
+
 class SpatialChatCompletionRequest(ChatCompletionRequest):
-    """OpenAI's chat request as vLLM parses it, plus ``video_sampling`` (send it as ``extra_body`` from the SDK)."""
+    """OpenAI's chat request as vLLM parses it, plus ``video_sampling`` (send it as ``extra_body`` from the SDK).
+
+    Unlike vLLM's (which logs unknown fields at debug level and drops them), a field nobody defines is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    openai_fields_ignored: ClassVar[frozenset[str]] = _openai_fields_vllm_ignores()
 
     video_sampling: VideoSampling | None = None
     images_as_video: bool | None = Field(
         default=None, description="two or more images in a message (and no video) as one video; default: the server's"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_openai_fields_vllm_ignores(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not cls.openai_fields_ignored.isdisjoint(data):
+            return {key: value for key, value in data.items() if key not in cls.openai_fields_ignored}
+        return data
 
 
 class VideoFacts(BaseModel):

@@ -2,8 +2,8 @@
 
 One typed object: every field is one command-line option ``--field-name`` (and the environment variable
 ``SPATIAL_MLLM_FIELD_NAME``), with its description as the option's help (:mod:`server.cli`). Caps are hard
-limits: a request may ask for less, never for more (unbounded per-request video frames were vLLM's
-CVE-2026-34755 / GHSA-vxqj-p4gw-9h4c).
+limits: a request may ask for less, never for more (unbounded ``data:video/jpeg;base64,`` frame lists were vLLM's
+CVE-2026-34755 / GHSA-pq5c-rjhq-qp7p, fixed upstream in 0.19.0).
 
 Keep one field per line: several features add their own options here.
 """

@@ -30,6 +30,7 @@ from sampling.errors import VideoTooShortError
 from sampling.frame_list import resize_like_frame_list
 from sampling.geometry import candidate_indices, preprocess_frames_uint8
 from sampling.limits import DecodeLimits
+from sampling.short_videos import space_aware_note
 from sampling.time_axis import TimeAxis, video_metadata
 from sampling.uniform import UniformSpec, resize_frames, resized_size
 from server.connector import PreparedVideo
@@ -249,6 +250,11 @@ class VideoPreparer:
         pixels = self._resize_space_aware(candidates.frames[positions], info, spec)
         SPACE_AWARE_STAGE_SECONDS.labels("resize").observe(time.perf_counter() - started)
         used = frames_used("space_aware", info.fps, indices, candidates=len(candidates.indices))
+        # fewer frames than asked is the original's rule for space-aware sampling, not an error: say so in the answer
+        asked = spec.num_frames or self.settings.default_num_frames
+        note = space_aware_note(info.num_frames, len(candidates.indices), asked, len(indices))
+        if note is not None:
+            used.update(requested_frames=asked, note=note)
         # what vLLM's Qwen2.5-VL processor reads; it sets M-RoPE's time axis (the seed's rule unless asked)
         metadata = video_metadata(indices, info.fps, info.num_frames, info.duration_s, spec.time_axis)
         return _as_prepared(pixels, metadata, key, used)

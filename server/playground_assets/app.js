@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { model: null, file: null, busy: false };
+const state = { model: null, file: null, busy: false, maxTokens: 256 };
 
 // --- API key: from ?key= (then dropped from the address bar) or typed; kept for this tab only ---
 function initKey() {
@@ -62,8 +62,19 @@ async function loadModel() {
     state.model = models.data[0].id;
     $("model").textContent = "Model: " + state.model;
   } catch (error) {
-    $("model").textContent = "Model: unknown (" + error.message + ")";
+    const hint = error.message.startsWith("401:") ? "type the server's API key below; " : "";
+    $("model").textContent = "Model: unknown (" + hint + error.message + ")";
   }
+}
+
+// --- what the page needs before any key: is the model a toy (the demo's), and how long answers should be ---
+async function loadConfig() {
+  try {
+    const config = await (await fetch("playground/config.json")).json();
+    $("toy-note").hidden = !config.toy_model;
+    state.maxTokens = config.max_tokens;
+    $("max-tokens").value = String(config.max_tokens);
+  } catch (_) { /* an older server: keep the page's defaults */ }
 }
 
 // --- upload with a progress bar (XMLHttpRequest: fetch reports no upload progress) ---
@@ -165,6 +176,12 @@ function drawStrip(strip, caption, result) {
   const name = result.strategy.replace("_", "-");
   const extra = result.candidates.length ? `, chosen from ${result.candidates.length} candidates` : "";
   caption.textContent = `${name}: ${result.frames.length} frames${extra}`;
+  if (result.note) {  // fewer frames than asked (space-aware on a short video): the API says why
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = result.note;
+    strip.append(note);
+  }
   const last = Math.max(1, result.video_num_frames - 1);
   const timeline = document.createElement("div");
   timeline.className = "timeline";
@@ -225,7 +242,7 @@ async function ask(question) {
         model: state.model,
         stream: true,
         stream_options: { include_usage: true },
-        max_tokens: parseInt($("max-tokens").value, 10) || 256,
+        max_tokens: parseInt($("max-tokens").value, 10) || state.maxTokens,
         video_sampling: sampling(),
         messages: [{
           role: "user",
@@ -288,6 +305,7 @@ async function* serverEvents(response) {
 // --- wiring ---
 function init() {
   initKey();
+  loadConfig();
   loadModel();
   $("file").addEventListener("change", () => {
     if ($("file").files.length) upload($("file").files[0]);

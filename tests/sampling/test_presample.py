@@ -14,6 +14,7 @@ from PIL import Image
 
 from model_plugin.reference.demo import synthetic_video
 from sampling.presample import seed_uniform_indices
+from sampling.uniform import linspace_indices
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,15 @@ def test_seed_uniform_indices() -> None:
     # candidates are floor(i * 999 / 127); the 4 kept are candidates 0, 42, 84 and 127
     assert seed_uniform_indices(1000, 4) == [0, 330, 660, 999]
     assert len(seed_uniform_indices(1000, 16)) == 16
+
+
+def test_help_names_which_original_each_uniform_rule_follows() -> None:
+    """The numbers --help quotes are what each side computes: the offline script truncates, the server rounds."""
+    assert seed_uniform_indices(32, 8) == [0, 4, 8, 13, 17, 22, 26, 31]
+    assert linspace_indices(0, 31, 8) == [0, 4, 9, 13, 18, 22, 27, 31]  # the server's (qwen-vl-utils)
+    shown = " ".join(_run("--help").stdout.split())
+    assert "sa_sampling.py" in shown and "qwen-vl-utils" in shown
+    assert "0,4,8,13,17,22,26,31" in shown and "0,4,9,13,18,22,27,31" in shown
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -281,7 +281,6 @@ CASES: list[tuple[str, int, Callable]] = [
             live, _chat(_b64(m["good"]), video_sampling={"resized_height": 480, "resized_width": 640})
         ),
     ),
-    ("unknown sampling field", 422, lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"frames": 4}))),
     ("negative max_tokens", 400, lambda live, m: _post(live, _chat(_b64(m["good"]), max_tokens=-5))),
     (
         "traversal in file path",
@@ -382,6 +381,21 @@ def test_a_failed_request_does_not_poison_the_next_one_on_the_same_video(live, m
     assert accepted.status_code == 200, accepted.text
 
 
+def _jpeg_list(frames: int) -> str:
+    """vLLM's ``data:video/jpeg;base64,`` layout: base64 JPEG frames separated by commas."""
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 120, 200)).save(out, format="JPEG", optimize=True)
+    return "data:video/jpeg;base64," + ",".join([base64.b64encode(out.getvalue()).decode()] * frames)
+
+
+def _vllm_num_frames(count: int) -> Callable:
+    return lambda live, m: _post(live, _chat(_b64(m["good"]), media_io_kwargs={"video": {"num_frames": count}}))
+
+
+def _post_path(live, path: str, body: dict) -> httpx.Response:
+    return httpx.post(f"{live.base}{path}", json=body, headers=live.headers, timeout=60)
+
+
 VIDEO_PART = "messages[0].content[0].video_url"
 FIELD_CASES: list[tuple[str, int, str, str, Callable]] = [
     ("corrupt video", 400, VIDEO_PART, "damaged", lambda live, m: _post(live, _chat(_b64(m["corrupt"])))),
@@ -434,6 +448,45 @@ FIELD_CASES: list[tuple[str, int, str, str, Callable]] = [
         "PNG",
         lambda live, m: _upload(live, "/v1/video/chat", "video", m["png"], {"question": "hi"}),
     ),
+    # CVE-2026-34755 / GHSA-pq5c-rjhq-qp7p (vLLM < 0.19.0 decoded every frame of the list): refused from the header
+    (
+        "5000-frame data:video/jpeg list",
+        400,
+        VIDEO_PART,
+        "image_url parts",
+        lambda live, m: _post(live, _chat(_jpeg_list(5000))),
+    ),
+    ("zero frames through vLLM's option", 400, "media_io_kwargs.video.num_frames", "num_frames", _vllm_num_frames(0)),
+    (
+        "negative frames through vLLM's option",
+        400,
+        "media_io_kwargs.video.num_frames",
+        "num_frames",
+        _vllm_num_frames(-1),
+    ),
+    (
+        "misspelt top-level field",
+        400,
+        "video_samplng",
+        "Unrecognized",
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_samplng={})),
+    ),
+    (
+        "unknown sampling field",
+        400,
+        "video_sampling.frames",
+        "Unrecognized",
+        lambda live, m: _post(live, _chat(_b64(m["good"]), video_sampling={"frames": 4})),
+    ),
+    (
+        "unknown frames-route field",
+        400,
+        "thumbnail_hight",
+        "Unrecognized",
+        lambda live, m: _post_path(live, f"/v1/files/file-{'ab' * 16}/frames", {"thumbnail_hight": 64}),
+    ),
+    ("unknown upload form field", 400, "purpse", "Unrecognized", _upload_good({"purpose": "user_data", "purpse": "x"})),
+    ("unknown one-shot form field", 400, "num_frame", "Unrecognized", _ask_good({"question": "hi", "num_frame": "4"})),
 ]
 
 

@@ -52,21 +52,22 @@ def test_keys_guard_v1_only_and_accept_any_configured_key() -> None:
     assert _run(scenario()) == [401, 200, 200, 401, 401, 200]
 
 
-def test_pages_take_the_key_from_the_address_and_the_api_does_not() -> None:
+def test_pages_open_without_a_key_and_the_api_takes_it_only_from_the_header() -> None:
     app = _app((APIKeys, {"keys": ["a"]}))
     app.router.routes.append(Route("/playground", _echo))
+    app.router.routes.append(Route("/playground/app.js", _echo))
 
     async def scenario() -> list[int]:
         async with _client(app) as client:
             return [
                 (await client.get("/playground")).status_code,
                 (await client.get("/playground?key=b")).status_code,
-                (await client.get("/playground?key=a")).status_code,
-                (await client.get("/playground", headers={"Authorization": "Bearer a"})).status_code,
+                (await client.get("/playground/app.js")).status_code,
                 (await client.post("/v1/chat/completions?key=a")).status_code,
+                (await client.post("/v1/chat/completions", headers={"Authorization": "Bearer a"})).status_code,
             ]
 
-    assert _run(scenario()) == [401, 401, 200, 200, 401]
+    assert _run(scenario()) == [200, 200, 200, 401, 200]
 
 
 def test_per_key_quota_answers_429_with_retry_after() -> None:

@@ -112,13 +112,15 @@ def test_frames_endpoint_errors_name_the_field(live, clip: Path) -> None:
     assert no_key.status_code == 401
 
 
-def test_playground_page_needs_a_key_when_keys_are_set(live) -> None:
-    assert httpx.get(f"{live.base}/playground", timeout=10).status_code == 401
-    assert httpx.get(f"{live.base}/playground?key=wrong", timeout=10).status_code == 401
-    page = httpx.get(f"{live.base}/playground", params={"key": live.key}, timeout=10)
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    for asset in ("app.js", "style.css"):
-        assert httpx.get(f"{live.base}/playground/{asset}", timeout=10).status_code == 200
+def test_playground_page_opens_without_a_key_and_its_api_calls_need_one(live) -> None:
+    for path in ("/playground", "/playground?key=wrong", "/playground/app.js", "/playground/style.css"):
+        assert httpx.get(f"{live.base}{path}", timeout=10).status_code == 200, path
+    page = httpx.get(f"{live.base}/playground", timeout=10)
+    assert page.headers["content-type"].startswith("text/html") and 'id="key"' in page.text
+    config = httpx.get(f"{live.base}/playground/config.json", timeout=10).json()
+    assert config == {"toy_model": True, "max_tokens": 16}  # the tiny random-weight model: a few tokens of noise
+    assert httpx.get(f"{live.base}/v1/models", timeout=10).status_code == 401
+    assert httpx.get(f"{live.base}/v1/models", headers=live.headers, timeout=10).status_code == 200
 
 
 @pytest.fixture
@@ -146,8 +148,18 @@ def test_playground_in_a_real_browser(live, browser, clip: Path, tmp_path: Path)
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, 300)
+    # a server with keys: the page opens without one, says the model is a toy, and asks for the key
+    browser.get(f"{live.base}/playground")
+    wait.until(ready.text_to_be_present_in_element((By.ID, "model"), "API key"))
+    assert browser.find_element(By.ID, "toy-note").is_displayed()
+    assert "gibberish" in browser.find_element(By.ID, "toy-note").text
+    assert browser.find_element(By.ID, "max-tokens").get_attribute("value") == "16"
+    browser.find_element(By.ID, "key").send_keys(live.key + "\t")  # typed on the page: its API calls carry it
+    wait.until(ready.text_to_be_present_in_element((By.ID, "model"), "spatial-mllm-tiny"))
+    # or given once in the address: it leaves the address bar (kept for the tab only)
+    browser.execute_script("sessionStorage.clear()")
     browser.get(f"{live.base}/playground?key={live.key}")
-    assert "key=" not in browser.current_url  # the key leaves the address bar (kept for the tab only)
+    assert "key=" not in browser.current_url
     wait.until(ready.text_to_be_present_in_element((By.ID, "model"), "spatial-mllm-tiny"))
     browser.find_element(By.ID, "num-frames").clear()
     browser.find_element(By.ID, "num-frames").send_keys("4")
