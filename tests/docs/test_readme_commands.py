@@ -188,7 +188,7 @@ def test_readme_cpu_line_for_vllms_own_server(tmp_path: Path) -> None:
     starts on this machine and answers a video question through the plugin alone."""
     from model_plugin.reference.demo import synthetic_video
 
-    (line,) = [c for c in command_lines(README) if c.startswith(VLLM_CPU_LINE)]
+    (line,) = [c for c in command_lines(README) if c.startswith(f"{VLLM_CPU_LINE} --model")]
     assert "make tiny" in command_lines(README)
     made = subprocess.run(
         ["make", "--no-print-directory", "-o", ".venv/.synced", "tiny"], cwd=REPO_ROOT, capture_output=True, text=True
