@@ -23,13 +23,13 @@ from vllm.entrypoints.launchers.app import build_app
 
 from sampling.geometry_pass import WorkerConfig
 from server import chat, files_api, frames_api, health, oneshot, playground
-from server.connector import PreparedVideoStore, install_media_connector
 from server.errors import install_error_handlers
 from server.file_store import FileStore
 from server.geometry_worker import GeometryWorker
 from server.inline_media import InlineMedia
 from server.media import MediaResolver
 from server.media_access import MediaAccess
+from server.media_connector import PreparedVideoStore, install_media_connector
 from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
 from server.settings import ServerSettings
 from server.video_prep import VideoPreparer

@@ -50,7 +50,7 @@ class StoredFile:
     object: str = "file"
     status: str = "processed"
     owner: str = ""  # digest of the uploader's API key ("" when the server has no keys)
-    video: dict[str, Any] | None = None  # num_frames, fps, duration_s, width, height
+    video: dict[str, Any] | None = None  # sampling.decode.VideoInfo as a dict
 
     def public(self) -> dict[str, object]:
         """The object as our API returns it: OpenAI's fields plus the ``video`` extension."""

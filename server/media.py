@@ -21,12 +21,12 @@ import httpx
 from sampling.cache import content_hash
 from sampling.errors import VideoError
 from sampling.uniform import smart_resize
-from server.connector import PreparedVideo, PreparedVideoStore
 from server.errors import APIError
 from server.fetch import FetchPolicy, fetch_bytes
 from server.file_store import FileStore
 from server.image_frames import FrameList, frames_video, merge_frame_lists
 from server.media_access import MediaAccess
+from server.media_connector import PreparedVideo, PreparedVideoStore
 from server.metrics import UPLOAD_BYTES, VIDEO_FRAMES
 from server.protocol import MIN_FRAMES, VideoSampling
 from server.settings import ServerSettings

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
+from sampling.decode import VideoInfo
 from sampling.time_axis import TimeAxis
 from sampling.uniform import FRAME_FACTOR, VIDEO_MIN_PIXELS
 
@@ -51,19 +52,9 @@ class SpatialChatCompletionRequest(ChatCompletionRequest):
     )
 
 
-class VideoFacts(BaseModel):
-    """What an uploaded video is, as decoded (our extension of OpenAI's file object, field ``video``), so a
-    client knows before asking, e.g. that a 5-frame clip can be sampled at ``video_sampling.num_frames`` <= 4."""
-
-    num_frames: int
-    fps: float
-    duration_s: float
-    width: int
-    height: int
-
-
 class FileObject(BaseModel):
-    """OpenAI's file object, plus ``video``."""
+    """OpenAI's file object, plus ``video``: what the upload is, as decoded, so a client knows before asking that,
+    e.g., a 5-frame clip can be sampled at ``video_sampling.num_frames`` <= 4."""
 
     id: str
     object: Literal["file"] = "file"
@@ -73,7 +64,7 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: str = "processed"
-    video: VideoFacts | None = None
+    video: VideoInfo | None = None
 
 
 class FileList(BaseModel):

@@ -32,12 +32,12 @@ from sampling.geometry import candidate_indices, preprocess_frames_uint8
 from sampling.limits import DecodeLimits
 from sampling.time_axis import TimeAxis, video_metadata
 from sampling.uniform import UniformSpec, resize_frames, resized_size
-from server.connector import PreparedVideo
 from server.decode_jobs import decode_uniform, start_worker
 from server.decode_jobs import probe as probe_video
 from server.decode_pool import DecodePool
 from server.errors import APIError, naming
 from server.geometry_worker import GeometryWorker
+from server.media_connector import PreparedVideo
 from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS, SPACE_AWARE_STAGE_SECONDS
 from server.settings import ServerSettings
 
@@ -110,8 +110,10 @@ def _as_prepared(pixels, metadata: dict[str, Any], key: str, used: dict[str, Any
 
 
 class VideoPreparer:
-    """Decodes and samples videos in a bounded thread pool, with an LRU of prepared frames; space-aware sampling's
-    VGGT pass goes to ``geometry`` (None: no VGGT weights, space-aware requests get a 400)."""
+    """Decodes and samples videos, with an LRU of prepared frames: uniform decoding (and probing uploads) in
+    :mod:`server.decode_pool`'s supervised processes, space-aware candidate decoding and resizing in a small
+    thread pool (``pool``), both under the decode deadline; space-aware sampling's VGGT pass goes to ``geometry``
+    (None: no VGGT weights, space-aware requests get a 400)."""
 
     def __init__(self, settings: ServerSettings, geometry: GeometryWorker | None = None) -> None:
         self.settings = settings
