@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
 from sampling.decode import VideoInfo
 from sampling.time_axis import TimeAxis
 from sampling.uniform import FRAME_FACTOR, VIDEO_MIN_PIXELS
+from server.vllm_seams import ChatCompletionRequest
 
 MIN_FRAMES = FRAME_FACTOR  # frame counts are rounded to even (qwen-vl-utils), so 1 would become 0
 
