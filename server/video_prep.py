@@ -42,6 +42,7 @@ from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS, SPA
 from server.settings import ServerSettings
 
 LOG = logging.getLogger("spatial_mllm_serve")
+ReadBytes = Callable[[], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -134,18 +135,25 @@ class VideoPreparer:
         self.geometry = geometry
         self._in_flight: dict[str, _InFlight] = {}
 
-    async def prepare(self, data: bytes, digest: str, spec: SamplingSpec, param: str) -> PreparedVideo:
-        """The frames for ``data`` under ``spec``: from the cache, from a computation already under way for the
-        same key (concurrent questions about one new video decode it once), or computed now."""
+    async def prepare(self, data: bytes | ReadBytes, digest: str, spec: SamplingSpec, param: str) -> PreparedVideo:
+        """The frames for the video of SHA-256 ``digest`` under ``spec``: from the cache, from a computation already
+        under way for the same key (concurrent questions about one new video decode it once), or computed now.
+
+        ``data`` is the video's bytes, or a reader of them that is awaited only when they must be decoded: a stored
+        upload, whose digest its record holds, is then not read at all when its frames are prepared."""
         key = f"{digest}:{spec.cache_key()}"
-        cached = self.cache.lookup(key)
-        if cached is not None:
+        found = self._found(key)
+        if found is None and callable(data):
+            data = await data()
+            found = self._found(key)  # someone may have prepared or started it while we read
+        if isinstance(found, PreparedVideo):
             SAMPLING_CACHE.labels("hit").inc()
-            return cached
-        entry = self._in_flight.get(key)
+            return found
+        entry = found
         if entry is not None:
             SAMPLING_CACHE.labels("joined").inc()
         else:
+            assert not callable(data)  # read above
             SAMPLING_CACHE.labels("miss").inc()
             entry = self._start(data, spec, key, param)
         entry.waiters += 1
@@ -158,6 +166,9 @@ class VideoPreparer:
             if entry.waiters == 0 and not entry.task.done():
                 entry.task.cancel()  # ...but the last one leaving does (a queued or running VGGT pass too)
                 self._forget(key, entry)  # a question arriving now starts afresh rather than join a cancelled task
+
+    def _found(self, key: str) -> PreparedVideo | _InFlight | None:
+        return self.cache.lookup(key) or self._in_flight.get(key)
 
     def prepare_in_background(self, data: bytes, digest: str, spec: SamplingSpec) -> None:
         """Start preparing now (e.g. on upload) so the first question finds the frames ready or joins the work."""
