@@ -63,7 +63,9 @@ USER ${APP_UID}
 WORKDIR /home/app
 EXPOSE 8000
 
-# /health answers 503 while the weights download and load (minutes), 200 once the engine serves; the long start
+# Liveness: /health answers 503 while the weights download and load (minutes), 200 once the engine serves, 503 if
+# it dies; a geometry worker that reloads leaves it at 200 (orchestrators that replace unhealthy containers, Swarm
+# or ECS, must not restart the engine for it; /ready is readiness, what docker-compose.yml checks). The long start
 # period keeps Docker from calling a loading server unhealthy. Python, because the image need not have curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20m --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('SPATIAL_MLLM_PORT', '8000'), timeout=4)"]

@@ -61,14 +61,16 @@ def aggregator_layer(
     return [o for o in outputs if o is not None], patch_start_idx
 
 
-def build_vggt(config: VGGTSpatialEncoderConfig, *, with_heads: bool) -> VGGT:
-    """VGGT of ``config``'s sizes: the aggregator, plus camera, point and depth heads when ``with_heads``."""
+def build_vggt(config: VGGTSpatialEncoderConfig, *, with_heads: bool = False, with_point_head: bool = False) -> VGGT:
+    """VGGT of ``config``'s sizes: the aggregator, plus camera, point and depth heads when ``with_heads`` (the whole
+    network, as checkpoints hold it), or the point head alone when ``with_point_head`` (space-aware sampling's
+    world points)."""
     return VGGT(
         img_size=config.img_size,
         patch_size=config.patch_size,
         embed_dim=config.embed_dim,
         enable_camera=with_heads,
-        enable_point=with_heads,
+        enable_point=with_heads or with_point_head,
         enable_depth=with_heads,
         aggregator_kwargs=config.aggregator_kwargs(),
         camera_head_kwargs=config.camera_head_kwargs,

@@ -58,7 +58,9 @@ _HEAD_BYTES = 512
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video is, as displayed. ``rotation`` is clockwise degrees (0/90/180/270) applied for display."""
+    """What a video is, as displayed. ``rotation`` is clockwise degrees (0/90/180/270) applied for display.
+
+    Also the ``video`` field of an upload's file object (:class:`server.protocol.FileObject`), as these fields."""
 
     num_frames: int
     fps: float

@@ -23,6 +23,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from model_plugin.config import V1_0_ARCHITECTURE, VGGTSpatialEncoderConfig, vggt_config_from_dict
+from model_plugin.spatial_encoder import build_vggt
 from model_plugin.vggt import VGGT
 
 VGGT_INPUT_WIDTH = 518
@@ -134,15 +135,7 @@ class GeometryNetwork:
         source = Path(source)
         found, prefix = source_config(source)
         config = config or found
-        vggt = VGGT(
-            img_size=config.img_size,
-            patch_size=config.patch_size,
-            embed_dim=config.embed_dim,
-            enable_camera=False,
-            enable_depth=False,
-            aggregator_kwargs=config.aggregator_kwargs(),
-            point_head_kwargs=config.point_head_kwargs,
-        )
+        vggt = build_vggt(config, with_point_head=True)
         state = _read_state_dict(source, prefix)
         missing, unexpected = vggt.load_state_dict(state, strict=False)
         if missing or unexpected:

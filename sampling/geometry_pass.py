@@ -53,8 +53,12 @@ class PassCancelled(Exception):
     """The parent gave up on the running job."""
 
 
+PROCESS_TITLE = "spatial-mllm-serve::geometry-worker"  # what ps, top and probes' operators see
+
+
 def worker_main(conn: Connection, cancel: Any, config: WorkerConfig) -> None:
     """Entry point of the worker process (``multiprocessing`` spawn target)."""
+    _set_title()
     try:
         network, shape = _load(config)
     except Exception as exc:  # any load failure is reported to the parent, which refuses to start
@@ -82,6 +86,15 @@ def worker_main(conn: Connection, cancel: Any, config: WorkerConfig) -> None:
         finally:
             running["job"] = -1
             _release_cached_memory(config)
+
+
+def _set_title() -> None:
+    """Name the process (setproctitle comes with vLLM, which names its engine processes the same way)."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(PROCESS_TITLE)
 
 
 def _load(config: WorkerConfig):

@@ -1,9 +1,10 @@
 """The FastAPI application: vLLM's OpenAI server (models, health, metrics, chat serving) with our routes
 for video in front of it.
 
-vLLM builds the app and its state (``build_app`` + ``init_app_state``); we keep the vLLM routes this product
-serves, add ours (``/v1/chat/completions`` with video handling in front of vLLM's handler, the Files API, the
-one-shot multipart route), and wire our resources (:func:`wire_resources`) and middleware.
+vLLM builds the app and its state (``build_app`` + ``init_app_state``, through :mod:`server.vllm_seams`); we keep
+the vLLM routes this product serves, add ours (``/v1/chat/completions`` with video handling in front of vLLM's
+handler, the Files API, the one-shot multipart route), and wire our resources (:func:`wire_resources`) and
+middleware.
 """
 
 from __future__ import annotations
@@ -12,27 +13,25 @@ import asyncio
 import contextlib
 import logging
 from argparse import Namespace
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from importlib.metadata import version
 
 import httpx
 from fastapi import FastAPI
-from vllm.engine.protocol import EngineClient
-from vllm.entrypoints.launchers.api_server.app_state import init_app_state
-from vllm.entrypoints.launchers.app import build_app
 
 from sampling.geometry_pass import WorkerConfig
 from server import chat, files_api, frames_api, health, oneshot, playground
-from server.connector import PreparedVideoStore, install_media_connector
 from server.errors import install_error_handlers
 from server.file_store import FileStore
 from server.geometry_worker import GeometryWorker
 from server.inline_media import InlineMedia
 from server.media import MediaResolver
 from server.media_access import MediaAccess
+from server.media_connector import PreparedVideoStore, install_media_connector
 from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
 from server.settings import ServerSettings
 from server.video_prep import VideoPreparer
+from server.vllm_seams import EngineClient, allow_more_middleware, build_vllm_app, keep_routes, wrap_lifespan
 
 LOG = logging.getLogger("spatial_mllm_serve")
 # vLLM's routes we keep as they are; every other vLLM route (responses, messages, completions, batch, render,
@@ -50,26 +49,6 @@ async def _sweep_uploads(files: FileStore) -> None:
             await asyncio.to_thread(files.sweep)
         except OSError:
             LOG.exception("sweeping expired uploads failed; retrying in %s s", SWEEP_INTERVAL_S)
-
-
-def keep_product_routes(app: FastAPI) -> None:
-    """Drop vLLM's routes that are not part of this product (see :data:`VLLM_ROUTES_KEPT`).
-
-    vLLM registers its routers inside ``build_app`` with no way to pick them, so they are removed afterwards.
-    """
-    app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) in VLLM_ROUTES_KEPT]
-
-
-def add_lifespan(app: FastAPI, resources: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]) -> None:
-    """Run ``resources`` inside vLLM's lifespan: FastAPI takes a single lifespan, so ours wraps vLLM's."""
-    vllm_lifespan = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with vllm_lifespan(app_), resources(app_):
-            yield
-
-    app.router.lifespan_context = lifespan
 
 
 def wire_resources(
@@ -111,16 +90,14 @@ def wire_resources(
             if worker is not None:
                 await worker.close()
 
-    add_lifespan(app, resources)
+    wrap_lifespan(app, resources)
 
 
 def add_our_middleware(app: FastAPI, settings: ServerSettings) -> None:
     """Our middleware, outside vLLM's. ``add_middleware`` puts each outside the ones before, so the order below
     is innermost first: large JSON bodies parsed off the event loop, admission control, API keys, body caps,
     request id (outermost)."""
-    # vLLM's SageMaker bootstrap (in build_app) builds the middleware stack early, and Starlette refuses
-    # add_middleware once it is built; it builds the stack again on the first request when it is None.
-    app.middleware_stack = None
+    allow_more_middleware(app)  # vLLM's build_app built the stack already (server.vllm_seams)
     # a JSON body never needs more room than one largest video as a data URL (base64 is 4/3 of the bytes)
     json_cap = min(settings.max_json_body_bytes, settings.max_video_bytes * 4 // 3 + (1 << 20))
     app.add_middleware(InlineMedia, max_video_bytes=settings.max_video_bytes)
@@ -135,11 +112,9 @@ async def build_server_app(
 ) -> FastAPI:
     """vLLM's app for ``engine_client`` with our routes, state, resources, error handlers and middleware;
     ``geometry`` (:func:`server.geometry_worker.plan_geometry`) configures space-aware sampling's worker (None: off)."""
-    supported_tasks = await engine_client.get_supported_tasks()
-    app = build_app(args, supported_tasks, engine_client.model_config)
-    await init_app_state(engine_client, app.state, args, supported_tasks)
+    app = await build_vllm_app(engine_client, args)
     app.title, app.version = "spatial-mllm-serve", version("spatial-mllm-serve")  # for /docs and /openapi.json
-    keep_product_routes(app)
+    keep_routes(app, VLLM_ROUTES_KEPT)  # every other vLLM route bypasses our media handling, caps and keys
     for module in (chat, files_api, frames_api, oneshot, health):
         app.include_router(module.router)
     if settings.playground:

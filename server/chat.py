@@ -16,11 +16,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionResponse
-from vllm.entrypoints.serve.engine.protocol import ErrorResponse
-from vllm.entrypoints.serve.utils.api_utils import with_cancellation
-from vllm.entrypoints.serve.utils.sse_keep_alive import with_sse_keep_alive
-from vllm.v1.engine.exceptions import EngineDeadError
 
 from server.errors import APIError
 from server.inline_media import inline_videos
@@ -28,6 +23,16 @@ from server.middleware import file_owner
 from server.protocol import SpatialChatCompletionRequest
 from server.request_fields import strict_query
 from server.vllm_media_options import apply_vllm_media_options
+from server.vllm_seams import (
+    ChatCompletionResponse,
+    EngineDeadError,
+    ErrorResponse,
+    chat_serving,
+    engine_client,
+    serve_args,
+    with_cancellation,
+    with_sse_keep_alive,
+)
 
 router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
 # Extension field of every answer about a video (the JSON response, and the first chunk of a stream): one entry
@@ -52,8 +57,7 @@ ERROR_RESPONSES = {
 async def serve_chat(request: SpatialChatCompletionRequest, raw_request: Request):
     """Prepare the request's videos, then let vLLM's chat serving answer (JSON, or SSE when streaming)."""
     state = raw_request.app.state
-    handler = state.openai_serving_chat
-    if handler is None:
+    if chat_serving(state) is None:
         raise APIError(400, "This deployment does not serve chat completions.")
     require_live_engine(raw_request)
     # Server-side caps must not be tunable per request: media options never reach vLLM from a client; vLLM's
@@ -74,7 +78,7 @@ ENGINE_DOWN = "The model engine is not running; retry shortly (or on another rep
 
 def require_live_engine(raw_request: Request) -> None:
     """503 with Retry-After, not vLLM's 500, once the engine has died: it is the server that is unavailable."""
-    if raw_request.app.state.engine_client.errored:
+    if engine_client(raw_request.app.state).errored:
         raise APIError(503, ENGINE_DOWN, retry_after=raw_request.app.state.settings.retry_after_s)
 
 
@@ -84,13 +88,13 @@ async def answer(request: SpatialChatCompletionRequest, raw_request: Request, pr
     engine_down = APIError(503, ENGINE_DOWN, retry_after=state.settings.retry_after_s)
     used = [video.used for video in map(state.prepared_videos.get, prepared) if video is not None]
     try:
-        result = await state.openai_serving_chat.create_chat_completion(request, raw_request)
+        result = await chat_serving(state).create_chat_completion(request, raw_request)
     except EngineDeadError as exc:  # the engine died mid-request: the server is unavailable, not broken
         raise engine_down from exc
     finally:
         state.prepared_videos.release(prepared)  # rendering (which reads the frames) is done once this returns
     if isinstance(result, ErrorResponse):
-        if result.error.code >= 500 and state.engine_client.errored:
+        if result.error.code >= 500 and engine_client(state).errored:
             raise engine_down
         return JSONResponse(result.model_dump(), status_code=result.error.code)
     if isinstance(result, ChatCompletionResponse):
@@ -98,7 +102,7 @@ async def answer(request: SpatialChatCompletionRequest, raw_request: Request, pr
         if used:
             body[FRAMES_FIELD] = used
         return JSONResponse(body)
-    keep_alive = float(getattr(state.args, "sse_keep_alive_interval", 0) or 0)
+    keep_alive = float(getattr(serve_args(state), "sse_keep_alive_interval", 0) or 0)
     stream = with_frames_in_first_chunk(result, used) if used else result
     return StreamingResponse(with_sse_keep_alive(stream, keep_alive), media_type="text/event-stream")
 

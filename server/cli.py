@@ -190,8 +190,7 @@ def front_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """vLLM's serve parser with our options added and environment defaults applied."""
-    from vllm.entrypoints.launchers.cli_args import make_arg_parser
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
+    from server.vllm_seams import FlexibleArgumentParser, make_arg_parser
 
     parser = make_arg_parser(FlexibleArgumentParser(prog=PROG, usage=USAGE, description=__doc__, exit_on_error=False))
     add_settings_options(parser)

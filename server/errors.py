@@ -14,9 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
-from vllm.entrypoints.serve.engine.protocol import ErrorInfo, ErrorResponse
 
 from sampling.errors import VideoError
+from server.vllm_seams import ErrorInfo, ErrorResponse
 
 ERROR_TYPES = {
     400: "BadRequestError",
@@ -78,11 +78,16 @@ def _unrecognized_hint(param: str) -> str:
     return ""
 
 
+def error_body(status: int, message: str, param: str | None = None) -> dict:
+    """One error in OpenAI's shape, as JSON-ready data."""
+    info = ErrorInfo(message=message, type=error_type(status), param=param, code=status)
+    return ErrorResponse(error=info).model_dump()
+
+
 def error_response(status: int, message: str, param: str | None = None, retry_after: int | None = None) -> JSONResponse:
     """The JSON response for one error, in OpenAI's shape."""
-    body = ErrorResponse(error=ErrorInfo(message=message, type=error_type(status), param=param, code=status))
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return JSONResponse(error_body(status, message, param), status_code=status, headers=headers)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:

@@ -50,7 +50,7 @@ class StoredFile:
     object: str = "file"
     status: str = "processed"
     owner: str = ""  # digest of the uploader's API key ("" when the server has no keys)
-    video: dict[str, Any] | None = None  # num_frames, fps, duration_s, width, height
+    video: dict[str, Any] | None = None  # sampling.decode.VideoInfo as a dict
 
     def public(self) -> dict[str, object]:
         """The object as our API returns it: OpenAI's fields plus the ``video`` extension."""
@@ -100,6 +100,8 @@ class FileStore:
         self._lock = threading.Lock()  # guards the index only; never held during file I/O of an upload
         self._index: dict[str, StoredFile] = {}
         self._expired: OrderedDict[str, tuple[str, int]] = OrderedDict()  # id -> (owner, expires_at)
+        # uploads read whole (:meth:`read`), counted: a question about frames already prepared reads none
+        self.reads = self.bytes_read = 0
         root.mkdir(parents=True, exist_ok=True)
         self._recover()
 
@@ -227,9 +229,13 @@ class FileStore:
     def read(self, file_id: str, owner: str = "") -> tuple[StoredFile, bytes]:
         stored = self.get(file_id, owner)
         try:
-            return stored, self._paths(file_id)[0].read_bytes()
+            data = self._paths(file_id)[0].read_bytes()
         except FileNotFoundError as exc:
             raise APIError(404, f"No such file: {file_id!r}.", "file_id") from exc
+        with self._lock:
+            self.reads += 1
+            self.bytes_read += len(data)
+        return stored, data
 
     def delete(self, file_id: str, owner: str = "") -> StoredFile:
         stored = self.get(file_id, owner)

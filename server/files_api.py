@@ -10,6 +10,7 @@ each upload belongs to the API key that made it (:func:`server.middleware.file_o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections import Counter
 from typing import Annotated, Any, Literal
@@ -24,7 +25,7 @@ from server.errors import APIError, unrecognized_field
 from server.file_store import StoredFile
 from server.metrics import UPLOAD_BYTES
 from server.middleware import file_owner
-from server.protocol import FileDeleted, FileList, FileObject, VideoFacts, VideoSampling
+from server.protocol import FileDeleted, FileList, FileObject, VideoSampling
 from server.request_fields import strict_query
 from server.video_prep import SamplingSpec
 
@@ -65,12 +66,10 @@ async def store_upload(raw_request: Request, upload: UploadFile, purpose: str) -
     pending = await asyncio.to_thread(state.files.receive, chunks, state.settings.max_video_bytes, "file")
     try:
         info = await state.preparer.probe(pending.path, "file")
-        facts = VideoFacts(
-            num_frames=info.num_frames, fps=info.fps, duration_s=info.duration_s, width=info.width, height=info.height
-        )
         owner = file_owner(raw_request)
         filename = upload.filename or "upload"
-        stored = await asyncio.to_thread(state.files.commit, pending, filename, purpose, owner, facts.model_dump())
+        video = dataclasses.asdict(info)
+        stored = await asyncio.to_thread(state.files.commit, pending, filename, purpose, owner, video)
     finally:
         pending.discard()
     UPLOAD_BYTES.labels("upload").inc(stored.bytes)

@@ -146,7 +146,7 @@ class GeometryWorker:
 
     @property
     def ready(self) -> bool:
-        """Loaded and alive (``/health`` reports 503 otherwise, e.g. while a crashed worker reloads)."""
+        """Loaded and alive (``/ready`` reports 503 otherwise, e.g. while a crashed worker reloads)."""
         return self._process is not None and self._process.is_alive()
 
     @property

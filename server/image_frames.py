@@ -21,8 +21,8 @@ from PIL import Image, UnidentifiedImageError
 from sampling.cache import content_hash
 from sampling.time_axis import video_metadata
 from sampling.uniform import linspace_indices, resize_frames, resized_size
-from server.connector import PreparedVideo
 from server.errors import APIError
+from server.media_connector import PreparedVideo
 from server.video_prep import SamplingSpec, frames_used
 
 FRAME_LIST_FPS = 2.0  # qwen-vl-utils' sample fps for a frame list

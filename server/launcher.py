@@ -1,9 +1,10 @@
 """Process lifecycle: bind the port, answer 503 while the engine loads, then serve the real app.
 
-vLLM's own entry (``run_server_worker`` / ``build_and_serve``) builds vLLM's app and offers no hook to extend it,
-so this module does what it does, step for step, with our app: the same parser plugins, the same engine client,
-the same ``serve_http`` (signal handling, graceful drain, engine watchdog) with the same uvicorn options and log
-config. Engine flags without meaning here were refused by :mod:`server.preflight` before anything started.
+vLLM's own entry (``run_server_worker`` / ``build_and_serve``) builds vLLM's app and offers no hook to extend it, so
+this module does what it does, step for step, with our app: the same parser plugins, the same engine client, the
+same ``serve_http`` (signal handling, graceful drain, engine watchdog) with the same uvicorn options and log config
+(those copied steps live in :mod:`server.vllm_seams`). Engine flags without meaning here were refused by
+:mod:`server.preflight` before anything started.
 
 The port is bound first (as ``vllm serve`` does) and a small "starting" app answers on it at once, so health
 probes see 503 instead of hanging while weights load. When the engine is up, the starting server lets go of
@@ -24,21 +25,22 @@ from argparse import Namespace
 from collections.abc import Callable, Mapping, Sequence
 
 import uvicorn
-import vllm.envs as envs
 from starlette.types import Receive, Scope, Send
-from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
-from vllm.entrypoints.launchers.launcher import serve_http, setup_server
-from vllm.entrypoints.launchers.utils.server_utils import get_uvicorn_log_config
-from vllm.reasoning import ReasoningParserManager
-from vllm.tool_parsers import ToolParserManager
 
 from model_plugin.seed_rules import SEED_GENERATION
 from server.app import build_server_app
 from server.errors import error_response
 from server.geometry_worker import plan_geometry
 from server.preflight import ConfigError
-from server.readiness import finish, start_announcing
+from server.ready_line import finish, start_announcing
 from server.settings import ServerSettings
+from server.vllm_seams import (
+    build_async_engine_client,
+    load_parser_plugins,
+    serve_app,
+    setup_server,
+    uvicorn_log_options,
+)
 
 ParseArgs = Callable[[Sequence[str], Mapping[str, str]], tuple[Namespace, ServerSettings]]
 
@@ -96,14 +98,6 @@ def refuse_unsupported_options(args: Namespace) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def load_parser_plugins(args: Namespace) -> None:
-    """``--tool-parser-plugin`` and ``--reasoning-parser-plugin``, loaded as ``vllm serve`` loads them."""
-    if args.tool_parser_plugin:
-        ToolParserManager.import_tool_parser(args.tool_parser_plugin)
-    if args.reasoning_parser_plugin:
-        ReasoningParserManager.import_reasoning_parser(args.reasoning_parser_plugin)
-
-
 def ready_banner(listen_address: str, args: Namespace, settings: ServerSettings) -> str:
     """The line to paste: a curl of the one-shot route with the demo's sample video (or your own).
 
@@ -124,7 +118,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
     """Serve until SIGINT/SIGTERM."""
     load_parser_plugins(args)
     engine_defaults(args, settings)
-    uvicorn_options = {"log_config": log_config} if (log_config := get_uvicorn_log_config(args)) else {}
+    uvicorn_options = uvicorn_log_options(args)
     refuse_unsupported_options(args)
     geometry = plan_geometry(args, settings)  # refuses an impossible memory budget before the engine loads
     listen_address, sock = setup_server(args, reuse_port=False)
@@ -139,24 +133,7 @@ async def run_server(args: Namespace, settings: ServerSettings) -> None:
             gate.should_exit = True
             await asyncio.to_thread(gate_thread.join)
             announcer = start_announcing(app, args, settings, ready_banner(listen_address, args, settings))
-            shutdown = await serve_http(
-                app,
-                sock=sock,
-                enable_ssl_refresh=args.enable_ssl_refresh,
-                host=args.host,
-                port=args.port,
-                log_level=args.uvicorn_log_level,
-                access_log=False,  # one line per request: ours (server.middleware.RequestContext), not uvicorn's too
-                timeout_keep_alive=envs.VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
-                ssl_keyfile=args.ssl_keyfile,
-                ssl_certfile=args.ssl_certfile,
-                ssl_ca_certs=args.ssl_ca_certs,
-                ssl_cert_reqs=args.ssl_cert_reqs,
-                ssl_ciphers=args.ssl_ciphers,
-                h11_max_incomplete_event_size=args.h11_max_incomplete_event_size,
-                h11_max_header_count=args.h11_max_header_count,
-                **uvicorn_options,
-            )
+            shutdown = await serve_app(app, sock, args, **uvicorn_options)
         await finish(app, shutdown, announcer)
     finally:
         gate.should_exit = True
@@ -196,9 +173,8 @@ def configure_logs(args: Namespace) -> None:
 def serve(argv: Sequence[str], parse_args: ParseArgs) -> None:
     """Parse with vLLM's parser, check, and serve (``uvloop``, as ``vllm serve``)."""
     import uvloop
-    from vllm.entrypoints.launchers.cli_args import validate_parsed_serve_args
-    from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
-    from vllm.logger import configure_logging_from_args
+
+    from server.vllm_seams import cli_env_setup, configure_logging_from_args, validate_parsed_serve_args
 
     cli_env_setup()
     args, settings = parse_args(argv, os.environ)

@@ -4,7 +4,7 @@ vLLM's engine runs in child processes (``EngineCore`` and its worker). Python's 
 process and leaves them orphaned with the model in memory; its SIGINT becomes an exception that the blocked
 start-up only sees tens of seconds later, and then unwinds through three processes' tracebacks. So from the
 first line of ``main`` on, both signals run :func:`_stop_now`: one log line, children killed, exit 0. Once
-vLLM's ``serve_http`` runs, its own handlers drain requests and stop the engine (:mod:`server.readiness` covers
+vLLM's ``serve_http`` runs, its own handlers drain requests and stop the engine (:mod:`server.ready_line` covers
 a stop before uvicorn has started).
 """
 

@@ -21,12 +21,12 @@ import httpx
 from sampling.cache import content_hash
 from sampling.errors import VideoError
 from sampling.uniform import smart_resize
-from server.connector import PreparedVideo, PreparedVideoStore
 from server.errors import APIError
 from server.fetch import FetchPolicy, fetch_bytes
 from server.file_store import FileStore
 from server.image_frames import FrameList, frames_video, merge_frame_lists
 from server.media_access import MediaAccess
+from server.media_connector import PreparedVideo, PreparedVideoStore
 from server.metrics import UPLOAD_BYTES, VIDEO_FRAMES
 from server.protocol import MIN_FRAMES, VideoSampling
 from server.settings import ServerSettings
@@ -260,6 +260,24 @@ class MediaResolver:
         UPLOAD_BYTES.labels(source).inc(len(data))
         return VideoBytes(data, await asyncio.to_thread(content_hash, data))
 
+    async def prepare_video(
+        self, url: str, param: str, spec: SamplingSpec, owner: str = "", inline: Mapping[str, bytes] | None = None
+    ) -> PreparedVideo:
+        """The frames of the video behind ``url`` under ``spec``. An uploaded file's record holds its digest, so its
+        prepared frames are found before its file is opened: the upload is read only when it must be decoded."""
+        if url.startswith("file-"):
+            try:
+                stored = await asyncio.to_thread(self.files.get, url, owner)
+            except APIError as exc:  # the store names its own field; here the field is the video part
+                raise APIError(exc.status, exc.message, param, exc.retry_after) from exc
+
+            async def read() -> bytes:
+                return (await self.video_bytes(url, param, owner)).data
+
+            return await self.preparer.prepare(read, stored.sha256, spec, param)
+        video = await self.video_bytes(url, param, owner, inline)
+        return await self.preparer.prepare(video.data, video.digest, spec, param)
+
     def _policy(self) -> FetchPolicy:
         s = self.settings
         return FetchPolicy(s.max_video_bytes, s.fetch_timeout_s, s.fetch_max_redirects, s.allow_private_urls)
@@ -347,13 +365,9 @@ class MediaResolver:
                 raise APIError(400, "An image part needs a URL.", param)
             part["image_url"] = {"url": await self._inline_image(url, param)}
 
-        async def prepare(url: str, param: str) -> PreparedVideo:
-            video = await self.video_bytes(url, param, owner, inline)
-            return await self.preparer.prepare(video.data, video.digest, spec, param)
-
         # Tokens are taken only once every video is ready, so a failure or a client leaving mid-way pins nothing.
         videos_ready = await asyncio.gather(
-            *(prepare(url, param) for _, url, param in videos),
+            *(self.prepare_video(url, param, spec, owner, inline) for _, url, param in videos),
             *(self.prepare_frame_list(frames, spec) for frames in frame_lists),
         )
         for index, video in enumerate(videos_ready):

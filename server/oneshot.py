@@ -11,7 +11,6 @@ import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from vllm.entrypoints.serve.utils.api_utils import with_cancellation
 
 from sampling.cache import content_hash
 from sampling.time_axis import TimeAxis
@@ -21,6 +20,7 @@ from server.files_api import read_upload, strict_form
 from server.metrics import UPLOAD_BYTES
 from server.protocol import MIN_FRAMES, SpatialChatCompletionRequest, VideoSampling
 from server.request_fields import strict_query
+from server.vllm_seams import with_cancellation
 
 router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
 

@@ -74,7 +74,7 @@ def hub_answers(endpoint: str) -> bool:
 
 def check_port(host: str | None, port: int) -> None:
     """The port must be a port number that this host lets us listen on now."""
-    if not 0 <= port <= 65535:
+    if not 1 <= port <= 65535:  # 0 would bind a random port that the ready line and probes cannot know
         raise ConfigError(f"--port {port} is not a port number: pick one within 1..65535")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(

@@ -12,10 +12,11 @@ from typing import Any, ClassVar, Literal, get_type_hints
 
 from openai.types.chat import completion_create_params
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
+from sampling.decode import VideoInfo
 from sampling.time_axis import TimeAxis
 from sampling.uniform import FRAME_FACTOR, VIDEO_MIN_PIXELS
+from server.vllm_seams import ChatCompletionRequest
 
 MIN_FRAMES = FRAME_FACTOR  # frame counts are rounded to even (qwen-vl-utils), so 1 would become 0
 
@@ -89,19 +90,9 @@ class SpatialChatCompletionRequest(ChatCompletionRequest):
         return data
 
 
-class VideoFacts(BaseModel):
-    """What an uploaded video is, as decoded (our extension of OpenAI's file object, field ``video``), so a
-    client knows before asking, e.g. that a 5-frame clip can be sampled at ``video_sampling.num_frames`` <= 4."""
-
-    num_frames: int
-    fps: float
-    duration_s: float
-    width: int
-    height: int
-
-
 class FileObject(BaseModel):
-    """OpenAI's file object, plus ``video``."""
+    """OpenAI's file object, plus ``video``: what the upload is, as decoded, so a client knows before asking that,
+    e.g., a 5-frame clip can be sampled at ``video_sampling.num_frames`` <= 4."""
 
     id: str
     object: Literal["file"] = "file"
@@ -111,7 +102,7 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: str = "processed"
-    video: VideoFacts | None = None
+    video: VideoInfo | None = None
 
 
 class FileList(BaseModel):

@@ -33,16 +33,17 @@ from sampling.limits import DecodeLimits
 from sampling.short_videos import space_aware_note
 from sampling.time_axis import TimeAxis, video_metadata
 from sampling.uniform import UniformSpec, resize_frames, resized_size
-from server.connector import PreparedVideo
 from server.decode_jobs import decode_uniform, start_worker
 from server.decode_jobs import probe as probe_video
 from server.decode_pool import DecodePool
 from server.errors import APIError, naming
 from server.geometry_worker import GeometryWorker
+from server.media_connector import PreparedVideo
 from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS, SPACE_AWARE_STAGE_SECONDS
 from server.settings import ServerSettings
 
 LOG = logging.getLogger("spatial_mllm_serve")
+ReadBytes = Callable[[], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,10 @@ def _as_prepared(pixels, metadata: dict[str, Any], key: str, used: dict[str, Any
 
 
 class VideoPreparer:
-    """Decodes and samples videos in a bounded thread pool, with an LRU of prepared frames; space-aware sampling's
-    VGGT pass goes to ``geometry`` (None: no VGGT weights, space-aware requests get a 400)."""
+    """Decodes and samples videos, with an LRU of prepared frames: uniform decoding (and probing uploads) in
+    :mod:`server.decode_pool`'s supervised processes, space-aware candidate decoding and resizing in a small
+    thread pool (``pool``), both under the decode deadline; space-aware sampling's VGGT pass goes to ``geometry``
+    (None: no VGGT weights, space-aware requests get a 400)."""
 
     def __init__(self, settings: ServerSettings, geometry: GeometryWorker | None = None) -> None:
         self.settings = settings
@@ -133,18 +136,25 @@ class VideoPreparer:
         self.geometry = geometry
         self._in_flight: dict[str, _InFlight] = {}
 
-    async def prepare(self, data: bytes, digest: str, spec: SamplingSpec, param: str) -> PreparedVideo:
-        """The frames for ``data`` under ``spec``: from the cache, from a computation already under way for the
-        same key (concurrent questions about one new video decode it once), or computed now."""
+    async def prepare(self, data: bytes | ReadBytes, digest: str, spec: SamplingSpec, param: str) -> PreparedVideo:
+        """The frames for the video of SHA-256 ``digest`` under ``spec``: from the cache, from a computation already
+        under way for the same key (concurrent questions about one new video decode it once), or computed now.
+
+        ``data`` is the video's bytes, or a reader of them that is awaited only when they must be decoded: a stored
+        upload, whose digest its record holds, is then not read at all when its frames are prepared."""
         key = f"{digest}:{spec.cache_key()}"
-        cached = self.cache.lookup(key)
-        if cached is not None:
+        found = self._found(key)
+        if found is None and callable(data):
+            data = await data()
+            found = self._found(key)  # someone may have prepared or started it while we read
+        if isinstance(found, PreparedVideo):
             SAMPLING_CACHE.labels("hit").inc()
-            return cached
-        entry = self._in_flight.get(key)
+            return found
+        entry = found
         if entry is not None:
             SAMPLING_CACHE.labels("joined").inc()
         else:
+            assert not callable(data)  # read above
             SAMPLING_CACHE.labels("miss").inc()
             entry = self._start(data, spec, key, param)
         entry.waiters += 1
@@ -157,6 +167,9 @@ class VideoPreparer:
             if entry.waiters == 0 and not entry.task.done():
                 entry.task.cancel()  # ...but the last one leaving does (a queued or running VGGT pass too)
                 self._forget(key, entry)  # a question arriving now starts afresh rather than join a cancelled task
+
+    def _found(self, key: str) -> PreparedVideo | _InFlight | None:
+        return self.cache.lookup(key) or self._in_flight.get(key)
 
     def prepare_in_background(self, data: bytes, digest: str, spec: SamplingSpec) -> None:
         """Start preparing now (e.g. on upload) so the first question finds the frames ready or joins the work."""

@@ -29,6 +29,16 @@ ENTRYPOINT_SCRIPT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 K8S = ROOT / "deploy" / "kubernetes"
 
 
+LIVENESS, READINESS = "/health", "/ready"
+
+
+def probe_paths() -> set[str]:
+    """The paths the server's probe routes answer on (server/health.py)."""
+    from server.health import router
+
+    return {route.path for route in router.routes}
+
+
 # --- Dockerfile ---
 
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy_files import ROOT, entrypoint_argv, env_file, image_environment, load_yaml, parse_server_command
+from deploy_files import (
+    READINESS,
+    ROOT,
+    entrypoint_argv,
+    env_file,
+    image_environment,
+    load_yaml,
+    parse_server_command,
+    probe_paths,
+)
 
 COMPOSE = load_yaml(ROOT / "docker-compose.yml")
 SERVER = COMPOSE["services"]["server"]
@@ -32,7 +41,8 @@ def test_compose_command_is_accepted(tmp_path: Path) -> None:
     assert args.model == env["MODEL"]
     assert settings.api_keys == ("placeholder-spatial_mllm_api_key",)
     assert [f"{args.port}:{args.port}"] == SERVER["ports"]
-    assert f":{args.port}/health" in " ".join(SERVER["healthcheck"]["test"])
+    # readiness: Compose never restarts on it; "healthy" means every kind of question is answered
+    assert f":{args.port}{READINESS}" in " ".join(SERVER["healthcheck"]["test"]) and READINESS in probe_paths()
     mounts = _mounts(SERVER)
     assert mounts[str(settings.uploads_dir)] == "uploads" and mounts[env["HF_HOME"]] == "huggingface"
     devices = SERVER["deploy"]["resources"]["reservations"]["devices"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from deploy_files import (
     ENTRYPOINT_SCRIPT,
+    LIVENESS,
     ROOT,
     dockerfile_arg,
     dockerfile_instructions,
@@ -20,6 +21,7 @@ from deploy_files import (
     image_environment,
     lock_vllm_closure,
     parse_server_command,
+    probe_paths,
 )
 from packaging.requirements import Requirement
 
@@ -87,7 +89,8 @@ def test_runs_as_a_fixed_non_root_user_with_a_health_check() -> None:
     (health,) = [args for keyword, args in stage if keyword == "HEALTHCHECK"]
     options, _, command = health.partition(" CMD ")
     assert "--start-period=" in options
-    assert "/health" in command and "SPATIAL_MLLM_PORT" in command
+    # liveness: orchestrators that replace unhealthy containers must not restart the engine for the geometry worker
+    assert f"{LIVENESS}'" in command and "SPATIAL_MLLM_PORT" in command and LIVENESS in probe_paths()
 
 
 def test_dockerignore_keeps_what_the_build_copies_and_drops_the_rest() -> None:

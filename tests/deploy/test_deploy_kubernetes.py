@@ -8,6 +8,8 @@ import pytest
 import yaml
 from deploy_files import (
     K8S,
+    LIVENESS,
+    READINESS,
     ROOT,
     dockerfile_arg,
     entrypoint_argv,
@@ -16,6 +18,7 @@ from deploy_files import (
     kustomizations,
     load_yaml,
     parse_server_command,
+    probe_paths,
 )
 from kustomize_lite import UnsupportedKustomization, apply_json_patch, render
 
@@ -50,8 +53,14 @@ def test_container_command_line_and_wiring(directory: Path, tmp_path: Path) -> N
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    # readiness (engine and geometry worker) gates traffic and start-up; liveness (engine) alone restarts the pod
+    probes = {probe: container[probe]["httpGet"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes == {
+        "startupProbe": {"path": READINESS, "port": "http"},
+        "readinessProbe": {"path": READINESS, "port": "http"},
+        "livenessProbe": {"path": LIVENESS, "port": "http"},
+    }
+    assert {LIVENESS, READINESS} <= probe_paths()
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 20 * 60  # a cold cache downloads ~9 GB
 

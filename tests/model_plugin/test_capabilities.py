@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import free_port
 from vllm.engine.arg_utils import EngineArgs
 
 from model_plugin.capabilities import UnsupportedCapability, refuse_unsupported_capabilities, unsupported_capabilities
@@ -55,7 +56,7 @@ def test_server_refuses_encoder_cuda_graphs_before_loading(tiny_checkpoint: Path
     """What a user sees: one line naming the option, exit status 2, no engine started."""
     command = [
         sys.executable, "-m", "server", "--model", str(tiny_checkpoint), "--dtype", "float32",
-        "--max-model-len", "4096", "--port", "0", "-cc", '{"cudagraph_mm_encoder": true}',
+        "--max-model-len", "4096", "--port", str(free_port()), "-cc", '{"cudagraph_mm_encoder": true}',
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]

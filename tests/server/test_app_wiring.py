@@ -19,9 +19,9 @@ from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY
 
 from server.app import add_our_middleware, wire_resources
 from server.cli import build_parser
-from server.connector import PreparedVideo
 from server.errors import install_error_handlers
 from server.launcher import ready_banner
+from server.media_connector import PreparedVideo
 from server.settings import ServerSettings
 
 

@@ -117,8 +117,10 @@ def test_model_from_the_environment_is_checked_too(tmp_path: Path) -> None:
     assert "no such folder" in line
 
 
-def test_port_out_of_range(tiny_checkpoint: Path) -> None:
-    assert "--port 99999" in _refused(_serve("--model", str(tiny_checkpoint), "--port", "99999"))
+@pytest.mark.parametrize("port", ["99999", "0"])
+def test_port_out_of_range(tiny_checkpoint: Path, port: str) -> None:
+    line = _refused(_serve("--model", str(tiny_checkpoint), "--port", port))
+    assert f"--port {port} " in line and "1..65535" in line
 
 
 def test_port_in_use(tiny_checkpoint: Path, busy_port: int) -> None:

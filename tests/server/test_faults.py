@@ -67,6 +67,8 @@ def test_engine_death_gives_clean_503s_and_unhealthy(tiny_checkpoint: Path, tmp_
         assert response.json()["error"]["type"] == "ServiceUnavailableError"
         assert int(response.headers["retry-after"]) >= 1
         assert httpx.get(f"{srv.base}/health", timeout=10).status_code == 503
+        unready = httpx.get(f"{srv.base}/ready", timeout=10)
+        assert unready.status_code == 503 and unready.json()["parts"]["engine"] == "dead"
         again = httpx.post(f"{srv.base}/v1/chat/completions", json=body, headers=srv.headers, timeout=30)
         assert again.status_code == 503 and "retry-after" in again.headers
         assert srv.process.poll() is None  # the API process itself stayed up and answers

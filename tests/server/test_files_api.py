@@ -56,7 +56,9 @@ def test_file_object_says_what_the_video_is_and_its_bytes_come_back(live, five_f
         uploaded = client.files.create(file=handle, purpose="vision")
     try:
         video = uploaded.model_extra["video"]
-        assert video == {"num_frames": 5, "fps": 5.0, "duration_s": 1.0, "width": 96, "height": 64}
+        assert video == {
+            "num_frames": 5, "fps": 5.0, "duration_s": 1.0, "width": 96, "height": 64, "rotation": 0, "mirrored": False
+        }  # fmt: skip
         assert client.files.retrieve(uploaded.id).model_extra["video"] == video
         assert client.files.content(uploaded.id).content == five_frame_clip.read_bytes()
         assert uploaded.id in [f.id for f in client.files.list(purpose="vision")]

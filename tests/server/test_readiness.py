@@ -1,102 +1,98 @@
-"""The ready line waits for real answers, and a server stopped before it started ends its lifespan cleanly
-(server/readiness.py), on a real uvicorn server with a small app; no engine."""
+"""Readiness apart from liveness, on the session's live server: a geometry worker that is killed and cannot load
+again at once (its weights are hidden meanwhile, as a worker that keeps crashing) makes the server not ready,
+never not alive; uniform questions keep being answered, and ``/ready`` is 200 again once the worker is back."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest
-import uvicorn
-from fastapi import FastAPI, Response
-from processes import free_port
+import httpx
+import psutil
+from media import data_url
 
-from server.readiness import finish, local_base_url, start_announcing
-from server.settings import ServerSettings
-
-
-def _args(port: int, host: str | None = "127.0.0.1") -> argparse.Namespace:
-    return argparse.Namespace(host=host, port=port, ssl_certfile=None, uds=None)
-
-
-@pytest.mark.parametrize(
-    ("host", "ssl", "url"),
-    [
-        (None, None, "http://127.0.0.1:8000"),
-        ("0.0.0.0", None, "http://127.0.0.1:8000"),
-        ("::", "cert.pem", "https://[::1]:8000"),
-        ("10.1.2.3", None, "http://10.1.2.3:8000"),
-        ("node.example", None, "http://node.example:8000"),
-    ],
-)
-def test_local_base_url(host: str | None, ssl: str | None, url: str) -> None:
-    assert local_base_url(argparse.Namespace(host=host, port=8000, ssl_certfile=ssl, uds=None)) == url
+from sampling.geometry_pass import PROCESS_TITLE
 
 
-def test_ready_line_waits_for_health_and_models(capsys: pytest.CaptureFixture[str]) -> None:
-    """/health answers 503 twice: the line comes only once /health and /v1/models both answer 200."""
-    app = FastAPI()
-    seen: list[tuple[str, int]] = []
-    health = iter([503, 503])
-
-    @app.get("/health")
-    async def _health() -> Response:
-        status = next(health, 200)
-        seen.append(("/health", status))
-        return Response(status_code=status)
-
-    @app.get("/v1/models")
-    async def _models() -> Response:
-        return Response(status_code=200)
-
-    async def scenario() -> None:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        announcer = start_announcing(app, _args(port), ServerSettings(), "READY")
-        await asyncio.sleep(0.5)
-        assert not announcer.done()  # no server on app.state yet: nothing asked, nothing printed
-        app.state.server = server
-        serving = asyncio.create_task(server.serve())
-        await asyncio.wait_for(announcer, 30)
-        server.should_exit = True
-        await serving
-
-    asyncio.run(scenario())
-    assert capsys.readouterr().out == "READY\n"
-    assert seen == [("/health", 503), ("/health", 503), ("/health", 200)]
+def _geometry_worker(live) -> psutil.Process:
+    workers = [
+        child
+        for child in psutil.Process(live.process.pid).children(recursive=True)
+        if PROCESS_TITLE in " ".join(child.cmdline())
+    ]
+    assert len(workers) == 1, f"expected one geometry worker, found {workers}"
+    return workers[0]
 
 
-def test_finish_on_a_server_that_never_started_ends_the_lifespan() -> None:
-    """As after a signal during the app's start-up: uvicorn's own shutdown would fail (it never bound), so the
-    lifespan is ended instead and the app's resources close."""
-    closed = asyncio.Event()
-    starting = asyncio.Event()
+@contextlib.contextmanager
+def _weights_hidden(checkpoint: Path) -> Iterator[None]:
+    """The checkpoint's safetensors renamed, so the geometry worker fails to load (and retries) until restored."""
+    hidden = [path.rename(path.with_name(path.name + ".hidden")) for path in sorted(checkpoint.glob("*.safetensors"))]
+    assert hidden, f"no safetensors in {checkpoint}"
+    try:
+        yield
+    finally:
+        for path in hidden:
+            path.rename(path.with_name(path.name.removesuffix(".hidden")))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        starting.set()
-        await asyncio.sleep(0.3)  # a resource still loading when the stop comes
-        try:
-            yield
-        finally:
-            closed.set()
 
-    app = FastAPI(lifespan=lifespan)
+def _restarts(live) -> float:
+    text = httpx.get(f"{live.base}/metrics", timeout=30).text
+    match = re.search(r"^spatial_mllm_geometry_restarts_total (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
 
-    async def scenario() -> None:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        app.state.server = server
-        announcer = start_announcing(app, _args(port), ServerSettings(), "READY")
-        serving = asyncio.create_task(server.serve())
-        await starting.wait()
-        serving.cancel()  # what vLLM's signal handler does
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
-        assert not server.started
-        await finish(app, server.shutdown(), announcer)
-        assert closed.is_set() and announcer.cancelled()
 
-    asyncio.run(scenario())
+def _until(status: int, url: str, timeout_s: float) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reply = httpx.get(url, timeout=10)
+        if reply.status_code == status:
+            return reply
+        assert time.monotonic() < deadline, f"{url} still answers {reply.status_code}: {reply.text}"
+        time.sleep(0.2)
+
+
+def test_a_dead_geometry_worker_makes_the_server_unready_but_alive(
+    live, tiny_checkpoint: Path, room_video: Path
+) -> None:
+    ready = httpx.get(f"{live.base}/ready", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ready", "parts": {"engine": "ready", "geometry_worker": "ready"}}
+    worker, restarts = _geometry_worker(live), _restarts(live)
+    question = {
+        "model": "spatial-mllm-tiny",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video_url", "video_url": {"url": data_url(room_video)}},
+                    {"type": "text", "text": "How many chairs?"},
+                ],
+            }
+        ],
+        "max_tokens": 4,
+        "temperature": 0,
+        "video_sampling": {"strategy": "uniform", "num_frames": 4},
+    }
+    with _weights_hidden(tiny_checkpoint):
+        os.kill(worker.pid, signal.SIGKILL)
+        unready = _until(503, f"{live.base}/ready", 30)
+        body = unready.json()
+        assert body["parts"] == {"engine": "ready", "geometry_worker": "loading"}
+        assert body["error"]["code"] == 503 and "space-aware sampling worker" in body["error"]["message"]
+        assert unready.headers["retry-after"]
+        assert httpx.get(f"{live.base}/health", timeout=10).status_code == 200  # alive: no pod restart
+        answer = httpx.post(f"{live.base}/v1/chat/completions", json=question, headers=live.headers, timeout=300)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["completion_tokens"] == 4
+        # still not ready: the answer came while the worker was down (it cannot load without its weights)
+        assert httpx.get(f"{live.base}/ready", timeout=10).status_code == 503
+        assert httpx.get(f"{live.base}/health", timeout=10).status_code == 200
+    _until(200, f"{live.base}/ready", 180)
+    assert _geometry_worker(live).pid != worker.pid
+    assert _restarts(live) >= restarts + 1

@@ -119,8 +119,8 @@ def test_cors_is_off_by_default(live) -> None:
 def test_only_our_routes_and_vllms_basics_are_exposed(live) -> None:
     paths = set(httpx.get(f"{live.base}/openapi.json", timeout=10).json()["paths"])
     assert paths <= {
-        "/health", "/metrics", "/version", "/v1/models", "/v1/chat/completions", "/v1/files", "/v1/files/{file_id}",
-        "/v1/files/{file_id}/content", "/v1/files/{file_id}/frames", "/v1/video/chat",
+        "/health", "/ready", "/metrics", "/version", "/v1/models", "/v1/chat/completions", "/v1/files",
+        "/v1/files/{file_id}", "/v1/files/{file_id}/content", "/v1/files/{file_id}/frames", "/v1/video/chat",
     }  # fmt: skip
     for dropped in (
         "/v1/completions",

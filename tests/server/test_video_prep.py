@@ -12,7 +12,9 @@ from media import encode_mp4
 
 from sampling.cache import content_hash
 from server.errors import APIError
+from server.file_store import FileStore
 from server.media import MediaResolver
+from server.media_connector import PreparedVideoStore
 from server.protocol import VideoSampling
 from server.settings import ServerSettings
 from server.video_prep import SamplingSpec, VideoPreparer
@@ -58,6 +60,44 @@ def test_concurrent_misses_compute_once_and_later_ones_hit(video: bytes, monkeyp
     assert (real.metadata["fps"], real.metadata["frames_indices"]) == (4.0, [0, 4, 7, 11])
     assert np.array_equal(real.frames, first[0].frames)
     assert other.frames.shape[0] == 6
+    preparer.shutdown()
+
+
+def test_a_question_by_file_id_reads_the_upload_only_when_its_frames_are_not_prepared(video: bytes, tmp_path) -> None:
+    """The file's record holds its digest: the prepared-frame cache (or a preparation under way) is consulted before
+    the upload is opened. Counted with the store's own read counter."""
+    settings = ServerSettings(uploads_dir=tmp_path / "uploads")
+    files = FileStore.configured(settings)
+    preparer = VideoPreparer(settings)
+    resolver = MediaResolver(settings, files, preparer, None, PreparedVideoStore())  # type: ignore[arg-type]
+    stored, again = files.add(video, "a.mp4", "user_data"), files.add(video, "b.mp4", "user_data")
+    spec = resolver.sampling_spec(VideoSampling(num_frames=4))
+
+    async def ask(file_id: str, spec: SamplingSpec = spec) -> np.ndarray:
+        question = [{"role": "user", "content": [{"type": "file", "file": {"file_id": file_id}}, {"type": "text"}]}]
+        (ref,) = await resolver.rewrite_messages(question, spec, max_videos=1)
+        frames = resolver.prepared.get(ref).frames
+        resolver.prepared.release([ref])
+        return frames
+
+    async def scenario() -> list[tuple[int, int]]:
+        counts = []
+        first = await ask(stored.id)
+        counts.append((files.reads, files.bytes_read))
+        assert np.array_equal(await ask(stored.id), first)
+        counts.append((files.reads, files.bytes_read))
+        assert np.array_equal(await ask(again.id), first)  # another upload of the same bytes: same digest
+        counts.append((files.reads, files.bytes_read))
+        await ask(stored.id, resolver.sampling_spec(VideoSampling(num_frames=6)))  # new sampling: must decode
+        counts.append((files.reads, files.bytes_read))
+        upload_spec = resolver.sampling_spec(VideoSampling(num_frames=8))
+        preparer.prepare_in_background(video, stored.sha256, upload_spec)  # as POST /v1/files with sampling does
+        await ask(stored.id, upload_spec)  # joins the preparation under way (or finds it done)
+        counts.append((files.reads, files.bytes_read))
+        return counts
+
+    size = len(video)
+    assert asyncio.run(scenario()) == [(1, size), (1, size), (1, size), (2, 2 * size), (2, 2 * size)]
     preparer.shutdown()
 
 

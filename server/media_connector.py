@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import vllm.envs as envs
-from vllm.exceptions import VLLMValidationError
-from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY, MediaConnector
-from vllm.multimodal.media.base import MediaWithBytes
+
+from server.vllm_seams import MediaConnector, MediaWithBytes, VLLMValidationError, register_media_connector
 
 PREPARED_SCHEME = "spatial-mllm-prepared://"
 
@@ -97,9 +95,7 @@ class PreparedVideoConnector(MediaConnector):
 def install_media_connector(store: PreparedVideoStore) -> None:
     """Make vLLM's chat renderer in this process load media through our connector, reading from ``store``.
 
-    vLLM picks its media connector by one process-wide name (``VLLM_MEDIA_CONNECTOR``, "http" unless set) and
-    has no per-app hook, so the class registered under that name is replaced by ours, bound to ``store``. This
-    is the one place where we change a vLLM object; one process serves one app, so the last app wired wins.
+    vLLM has no per-app media connector, so ours replaces the process-wide one
+    (:func:`server.vllm_seams.register_media_connector`); one process serves one app, so the last app wired wins.
     """
-    bound = type("BoundPreparedVideoConnector", (PreparedVideoConnector,), {"store": store})
-    MEDIA_CONNECTOR_REGISTRY.register(envs.VLLM_MEDIA_CONNECTOR)(bound)
+    register_media_connector(type("BoundPreparedVideoConnector", (PreparedVideoConnector,), {"store": store}))
