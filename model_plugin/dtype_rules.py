@@ -1,0 +1,45 @@
+"""In which dtype each part computes: the original's rules, kept here in bfloat16 (and in any ``--dtype``).
+
+Read from diankun-wu/Spatial-MLLM (master = v1.1, v1.0). Its inference scripts (``src/inference.py``; v1.0
+``scripts/inference.py`` and ``evaluate/model.py``, ``torch_dtype="auto"``) load the whole model in bfloat16 and
+run it with no autocast; its space-aware sampling (``src/sampling/sa_sampling.py``) keeps VGGT in float32 and runs
+it on bfloat16 frames under bfloat16 autocast, and VGGT's own ``forward`` turns autocast off around its heads.
+
+Serving (vLLM, both architectures; the transformers references follow the same rules):
+
+| part | weights | computes in | notes (as the original) |
+| --- | --- | --- | --- |
+| frames for VGGT | - | float32 ``/ 255``, then cast to the model dtype | ``video_tchw.type(visual.dtype)`` |
+| VGGT aggregator | model dtype | model dtype | ImageNet mean/std cast to the frames' dtype; RoPE angles float32, cast before cos/sin; DINO position embedding interpolated in float32, cast back; LayerNorm and SDPA on model-dtype tensors |
+| connector (v1.1) / merger (v1.0) | model dtype | model dtype | RMSNorm normalises in float32 and casts back before its weight; Linear, GELU in model dtype |
+| fusion | - | model dtype | ViT embeddings + connector delta, both model dtype |
+| Qwen ViT | model dtype | model dtype | vLLM's Qwen2.5-VL (its RMSNorm and rotary upcast internally, as transformers') |
+| LLM | model dtype | model dtype | vLLM's Qwen2 |
+
+The space-aware geometry pass (``sampling.geometry``, with the pass dtype bfloat16 as on a GPU):
+
+| part | weights | computes in | notes (as ``sa_sampling.py``) |
+| --- | --- | --- | --- |
+| frames | - | float32 ``/ 255``, then cast to bfloat16 | ``images.to(device, dtype=bfloat16)`` |
+| VGGT aggregator | float32 | autocast(bfloat16) | Linear, conv, SDPA in bfloat16; LayerNorm in float32; the token stream float32 (``cat`` with the float32 camera/register/cls tokens promotes it, LayerScale keeps it) |
+| point head | float32 | float32, autocast off | on the aggregator's float32 layers |
+| selection | - | float32 | world points and confidence |
+
+With the pass dtype float32 (the CPU default) everything is float32. Nothing here casts a tensor the original
+does not: the VGGT port relies on the same type promotion, so the two regimes fall out of the weights' and
+frames' dtypes plus :func:`aggregator_autocast` and :func:`heads_full_precision`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def aggregator_autocast(device_type: str, dtype: torch.dtype) -> torch.autocast:
+    """sa_sampling's autocast around VGGT, in ``dtype``; a no-op context for float32."""
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def heads_full_precision(device_type: str) -> torch.autocast:
+    """VGGT's ``autocast(enabled=False)`` around its heads: they run in their weights' dtype (float32)."""
+    return torch.autocast(device_type, enabled=False)
