@@ -7,23 +7,34 @@ it on bfloat16 frames under bfloat16 autocast, and VGGT's own ``forward`` turns 
 
 Serving (vLLM, both architectures; the transformers references follow the same rules):
 
-| part | weights | computes in | notes (as the original) |
-| --- | --- | --- | --- |
-| frames for VGGT | - | float32 ``/ 255``, then cast to the model dtype | ``video_tchw.type(visual.dtype)`` |
-| VGGT aggregator | model dtype | model dtype | ImageNet mean/std cast to the frames' dtype; RoPE angles float32, cast before cos/sin; DINO position embedding interpolated in float32, cast back; LayerNorm and SDPA on model-dtype tensors |
-| connector (v1.1) / merger (v1.0) | model dtype | model dtype | RMSNorm normalises in float32 and casts back before its weight; Linear, GELU in model dtype |
-| fusion | - | model dtype | ViT embeddings + connector delta, both model dtype |
-| Qwen ViT | model dtype | model dtype | vLLM's Qwen2.5-VL (its RMSNorm and rotary upcast internally, as transformers') |
-| LLM | model dtype | model dtype | vLLM's Qwen2 |
+| part                             | weights     | computes in                                   |
+| -------------------------------- | ----------- | --------------------------------------------- |
+| frames for VGGT                  | -           | float32 ``/ 255``, then cast to model dtype   |
+| VGGT aggregator                  | model dtype | model dtype                                   |
+| connector (v1.1) / merger (v1.0) | model dtype | model dtype; RMSNorm's statistics in float32  |
+| fusion (ViT + connector delta)   | -           | model dtype                                   |
+| Qwen ViT                         | model dtype | model dtype (vLLM's Qwen2.5-VL)               |
+| LLM                              | model dtype | model dtype (vLLM's Qwen2)                    |
+
+As the original: frames are ``video_tchw.type(visual.dtype)``; in the aggregator the ImageNet mean/std are cast to
+the frames' dtype, RoPE angles are computed in float32 and cast before cos/sin, DINO's position embedding is
+interpolated in float32 and cast back, LayerNorm and SDPA get model-dtype tensors; the connectors' RMSNorm
+(Qwen2RMSNorm) normalises in float32 and casts back before its weight; Linear and GELU run in model dtype. The
+ViT's and LLM's own upcasts (RMSNorm, rotary) are vLLM's, as transformers' are in the original.
 
 The space-aware geometry pass (``sampling.geometry``, with the pass dtype bfloat16 as on a GPU):
 
-| part | weights | computes in | notes (as ``sa_sampling.py``) |
-| --- | --- | --- | --- |
-| frames | - | float32 ``/ 255``, then cast to bfloat16 | ``images.to(device, dtype=bfloat16)`` |
-| VGGT aggregator | float32 | autocast(bfloat16) | Linear, conv, SDPA in bfloat16; LayerNorm in float32; the token stream float32 (``cat`` with the float32 camera/register/cls tokens promotes it, LayerScale keeps it) |
-| point head | float32 | float32, autocast off | on the aggregator's float32 layers |
-| selection | - | float32 | world points and confidence |
+| part            | weights | computes in                                                     |
+| --------------- | ------- | --------------------------------------------------------------- |
+| frames          | -       | float32 ``/ 255``, then cast to bfloat16                        |
+| VGGT aggregator | float32 | autocast(bfloat16): Linear, conv, SDPA bfloat16; stream float32 |
+| point head      | float32 | float32, autocast off                                           |
+| selection       | -       | float32                                                         |
+
+As ``sa_sampling.py``: ``images.to(device, dtype=bfloat16)``, ``autocast(dtype=bfloat16)`` around ``vggt(images)``,
+and VGGT's forward runs its heads under ``autocast(enabled=False)``. In the aggregator the token stream is float32
+(``cat`` with the float32 camera, register and cls tokens promotes it; LayerScale's float32 gamma keeps it) and
+LayerNorm runs in float32 (autocast's rule), so the point head reads float32 layers.
 
 With the pass dtype float32 (the CPU default) everything is float32. Nothing here casts a tensor the original
 does not: the VGGT port relies on the same type promotion, so the two regimes fall out of the weights' and
