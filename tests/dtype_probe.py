@@ -49,10 +49,21 @@ def install(model: nn.Module) -> bool:
     model._dtype_probe_handles = []
     for part, modules in parts_of(model).items():
         for module in modules:
-            records[part]["weights"] |= {str(p.dtype).removeprefix("torch.") for p in module.parameters()}
+            for sub in module.modules():
+                # vLLM's CPU GEMM kernels (``cpu_linear``, set after loading) take a float32 bias whatever the model
+                # dtype; a CPU artefact, recorded apart (the CUDA path keeps the bias in the model dtype).
+                cpu_kernel = hasattr(sub, "cpu_linear")
+                for name, param in sub.named_parameters(recurse=False):
+                    key = "cpu_kernel_bias" if cpu_kernel and name == "bias" else "weights"
+                    records[part][key].add(str(param.dtype).removeprefix("torch."))
 
             def hook(_module, args, kwargs, output, part=part) -> None:
                 records[part]["inputs"] |= _float_dtypes([*args, kwargs])
+                records[part]["pixel_inputs"] |= {
+                    str(a.dtype).removeprefix("torch.")
+                    for a in args
+                    if isinstance(a, torch.Tensor) and a.dtype == torch.uint8
+                }
                 records[part]["outputs"] |= _float_dtypes([output])
                 records[part]["calls"].add("yes")
 
