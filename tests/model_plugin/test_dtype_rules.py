@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import dtype_probe
 import pytest
 import torch
 from torch import nn
 
 from model_plugin.connector import RMSNorm
+from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration, SpatialMLLMForConditionalGeneration
+from model_plugin.reference.demo import synthetic_video
+from model_plugin.reference.inference import build_inputs
 from sampling.geometry import GeometryNetwork
 
 
@@ -105,3 +109,28 @@ def test_connector_rmsnorm_is_qwen2_rmsnorm_in_bfloat16(dim: int) -> None:
         ours.weight.copy_(weight)
         theirs.weight.copy_(weight)
         assert torch.equal(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("arch", ["v1.1", "v1.0"])
+def test_reference_parts_run_in_bfloat16(
+    arch: str, tiny_checkpoint: Path, processor, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The oracle of the bfloat16 parity tests follows the original's rule: the whole model in bfloat16, no
+    autocast; the VGGT aggregator, the connector (merger), the ViT and the LLM all get and give bfloat16."""
+    if arch == "v1.1":
+        checkpoint, cls = tiny_checkpoint, SpatialMLLMForConditionalGeneration
+    else:
+        from model_plugin.tiny import write_tiny_checkpoint
+
+        checkpoint = write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-v1.0"), seed=0, arch="v1.0")
+        cls = Qwen2_5_VL_VGGTForConditionalGeneration
+    model = cls.from_pretrained(checkpoint, dtype=torch.bfloat16).eval()
+    dtype_probe.install(model)
+    video = synthetic_video(frames=4, height=112, width=140, seed=11)
+    with torch.no_grad():
+        model(**build_inputs(processor, [video], "How many chairs?", fps=2.0))
+    records = dtype_probe.read(model)
+    for part in ("vggt_aggregator", "connector", "vit", "llm"):
+        assert records[part]["calls"] == ["yes"], part
+        for what in ("weights", "inputs", "outputs"):
+            assert records[part][what] == ["bfloat16"], f"{part} {what}: {records[part][what]}"
