@@ -116,7 +116,11 @@ def _read_state_dict(path: Path, prefix: str) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True)
 class GeometryNetwork:
-    """A VGGT with aggregator and point head, on its device and dtype."""
+    """A VGGT with aggregator and point head on its device, float32 weights, passes in ``dtype``.
+
+    As the original's space-aware sampling: the weights stay float32 whatever ``dtype``; with ``dtype`` bfloat16
+    the frames are cast to it and the aggregator runs under autocast, the point head in float32 with autocast off
+    (the rules: ``model_plugin.dtype_rules``)."""
 
     vggt: VGGT
     device: torch.device
@@ -144,11 +148,11 @@ class GeometryNetwork:
                 f"(missing {len(missing)}: {missing[:3]}, unexpected {len(unexpected)}: {unexpected[:3]})"
             )
         torch_device = torch.device(device)
-        return cls(vggt.to(torch_device, dtype).eval(), torch_device, dtype)
+        return cls(vggt.to(torch_device, torch.float32).eval(), torch_device, dtype)
 
     @torch.no_grad()
     def world_points(self, images: torch.Tensor, frames_chunk_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
         """[T, 3, h, w] images in [0, 1] -> world points [T, h, w, 3] and confidence [T, h, w] (float32)."""
         batch = images.to(self.device, self.dtype)[None]
-        points, conf = self.vggt.predict_world_points(batch, frames_chunk_size=frames_chunk_size)
+        points, conf = self.vggt.predict_world_points(batch, frames_chunk_size, autocast_dtype=self.dtype)
         return points[0].float(), conf[0].float()

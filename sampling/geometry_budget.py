@@ -2,7 +2,7 @@
 
 One pass holds, at its peak (no autograd):
 
-- the weights (aggregator + point head) in the pass dtype;
+- the weights (aggregator + point head), float32 whatever the pass dtype;
 - the input images: uint8 received, float32 in [0, 1], and the cast to the pass dtype;
 - aggregator activations over all ``T`` candidates (global attention spans them all, so this part cannot be
   chunked): the running tokens, the four kept layers the point head reads (each ``2 * embed_dim`` wide) and a
@@ -29,7 +29,10 @@ SPECIAL_TOKENS = 5  # camera token + 4 registers per frame
 AGGREGATOR_LIVE_WIDTHS = 15  # running tokens (1) + four kept layers of 2C (8) + a block's transient (6)
 MAX_CHUNK = 16  # point-head frames per step; more buys nothing measurable
 WORST_HEIGHT = VGGT_INPUT_WIDTH  # a square video: 518 x 518 after the seed's preprocessing (the largest input)
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Bytes per element a pass holds, by pass dtype. A bfloat16 pass keeps float32 weights, token stream, kept layers
+# and point head, as the original's space-aware sampling (model_plugin.dtype_rules); only a block's transients are
+# bfloat16, so planning it as float32 stays on the high side.
+DTYPE_BYTES = {"float32": 4, "bfloat16": 4, "float16": 4}
 DEFAULT_POINT_FEATURES = 256
 
 

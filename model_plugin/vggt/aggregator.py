@@ -133,10 +133,8 @@ class Aggregator(nn.Module):
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f"image size {height}x{width} is not a multiple of {self.patch_size}")
         patches = self.patch_embed(self.normalize(images).reshape(batch * frames, 3, height, width))
-        special = [
-            expand_special_tokens(p, batch, frames).to(patches.dtype) for p in (self.camera_token, self.register_token)
-        ]
-        return torch.cat([*special, patches], dim=1)
+        special = [expand_special_tokens(p, batch, frames) for p in (self.camera_token, self.register_token)]
+        return torch.cat([*special, patches], dim=1)  # promotes as the original's cat (model_plugin.dtype_rules)
 
     def _rope(self, images: torch.Tensor, dtype: torch.dtype) -> RopeTables | None:
         if self.rope is None:

@@ -79,10 +79,11 @@ class DinoV2PatchEmbed(nn.Module):
         """Normalised images [N, 3, H, W] -> normalised patch tokens [N, h*w, dim] (cls and registers dropped)."""
         n, _, height, width = images.shape
         x = self.patch_embed(images)
-        x = torch.cat([self.cls_token.to(x.dtype).expand(n, -1, -1), x], dim=1)
+        # No casts: under autocast (float32 weights, bf16 patch embedding) ``cat`` promotes the stream to float32
+        # as the original's does; with uniform weights and input it changes nothing (model_plugin.dtype_rules).
+        x = torch.cat([self.cls_token.expand(n, -1, -1), x], dim=1)
         x = x + self.interpolated_pos_embed(height // self.patch_size, width // self.patch_size).to(x.dtype)
-        registers = self.register_tokens.to(x.dtype).expand(n, -1, -1)
-        x = torch.cat([x[:, :1], registers, x[:, 1:]], dim=1)
+        x = torch.cat([x[:, :1], self.register_tokens.expand(n, -1, -1), x[:, 1:]], dim=1)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)[:, 1 + self.num_register_tokens :]

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from model_plugin.dtype_rules import aggregator_autocast, heads_full_precision
 from model_plugin.vggt.aggregator import Aggregator
 from model_plugin.vggt.camera_head import CameraHead
 from model_plugin.vggt.dpt_head import DPTHead
@@ -83,14 +84,19 @@ class VGGT(nn.Module):
         return out
 
     def predict_world_points(
-        self, images: torch.Tensor, frames_chunk_size: int = 8
+        self, images: torch.Tensor, frames_chunk_size: int = 8, autocast_dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """World points [B, S, H, W, 3] and confidence [B, S, H, W] from [B, S, 3, H, W] (or [S, 3, H, W])
         images in [0, 1], running only the aggregator layers the point head reads (all space-aware frame
-        sampling needs)."""
+        sampling needs).
+
+        ``autocast_dtype`` other than float32 runs the aggregator under autocast and the point head with autocast
+        off, as the original's space-aware sampling (``model_plugin.dtype_rules``)."""
         if self.point_head is None:
             raise RuntimeError("this VGGT was built without its point head")
         if images.dim() == 4:
             images = images[None]
-        tokens, start = self.aggregator(images, layers=self.point_head.required_layers)
-        return self.point_head(tokens, images, start, frames_chunk_size, layers_are_selected=True)
+        with aggregator_autocast(images.device.type, autocast_dtype):
+            tokens, start = self.aggregator(images, layers=self.point_head.required_layers)
+        with heads_full_precision(images.device.type):
+            return self.point_head(tokens, images, start, frames_chunk_size, layers_are_selected=True)
