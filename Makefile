@@ -8,7 +8,7 @@ UV := $(if $(shell command -v uv 2>/dev/null),uv,$(UV_BOOT)/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint format validate-deploy demo reference-demo tiny bench clean
+.PHONY: setup test lint format validate-deploy demo reference-demo tiny bench full-size-check clean
 
 setup: $(VENV)/.synced
 
@@ -63,6 +63,14 @@ reference-demo: setup
 # Every CPU benchmark side by side; regenerates docs/BENCHMARKS.md and docs/bench/ (about 20 minutes on 2 cores).
 bench: setup
 	$(PY) -m bench.report
+
+# Both architectures at their published sizes in bfloat16 on the CPU: builds the random-weight checkpoints once into
+# ~/.cache/spatial-mllm-serve/full-v1.{1,0} (~10 GB each), serves each, asks a uniform and a space-aware question and
+# prints one JSON line per architecture. Heavy (~15 GB of memory, tens of minutes): not part of `make test`. On a
+# shared machine with the `heavy` semaphore it takes both slots.
+HEAVY_BIG := $(if $(shell command -v heavy 2>/dev/null),heavy --big,)
+full-size-check: setup
+	$(HEAVY_BIG) $(PY) -m bench.full_size_check
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
