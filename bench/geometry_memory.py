@@ -1,6 +1,6 @@
 """The geometry worker's memory plan against a measured pass at full size (VGGT-1B), on the CPU.
 
-``python -m bench.geometry_memory [--checkpoint DIR] [--candidates 8 16 32] [--height 126] [--json OUT]``
+``python -m bench.geometry_memory [--checkpoint DIR] [--candidates 8 16 32] [--height 70] [--json OUT]``
 
 Each case runs in a fresh process exactly as the worker does (``sampling.geometry_pass._load`` and
 ``_run_pass``, the CPU worker's float32, the budget ``plan_geometry`` gives by default, so the same point-head
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.geometry_memory", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--candidates", type=int, nargs="+", default=[8, 16, 32])
-    parser.add_argument("--height", type=int, default=126, help="VGGT input height (width is 518)")
+    parser.add_argument("--height", type=int, default=70, help="VGGT input height (width is 518)")
     parser.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)  # one case, this process
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
