@@ -40,7 +40,8 @@ from model_plugin.capabilities import refuse_unsupported_capabilities
 VIDEO, IMAGE = "video", "image"
 PARAMETERS_LOG_PREFIX = "Spatial-MLLM parameters: "  # one JSON object follows (bench/full_size_check.py reads it)
 
-logger = init_logger(__name__)
+# Under vLLM's logger: vLLM configures only its own hierarchy in the engine processes, where this runs.
+logger = init_logger("vllm.spatial_mllm")
 
 # Each architecture's class decorates itself with this: Qwen2.5-VL's own processor, info and dummy inputs.
 with_qwen2_5_vl_processor = MULTIMODAL_REGISTRY.register_processor(
