@@ -4,9 +4,10 @@
 
 Each case runs in a fresh process exactly as the worker does (``sampling.geometry_pass._load`` and
 ``_run_pass``, the CPU worker's float32, the budget ``plan_geometry`` gives by default, so the same point-head
-chunk), on random uint8 candidates of VGGT input ``height`` x 518. Measured: the process's resident-memory
-high-water mark (``VmHWM``, reset after loading through ``/proc/self/clear_refs``) during the pass, minus the
-resident memory of the bare runtime before VGGT was loaded (so weights count, as in the plan). Compared with
+chunk), on random uint8 candidates of VGGT input ``height`` x 518. Measured: the peak of the process's anonymous
+resident memory (``RssAnon``, sampled every 5 ms on a thread; file-backed pages such as the shared libraries are
+left out, since a loaded machine evicts them and that would read as less memory) during the pass, minus that of
+the bare runtime before VGGT was loaded (so weights count, as in the plan). Compared with
 ``pass_bytes`` for the same inputs, in total and for the activations alone (total minus the weights), since the
 weights dominate small passes and would hide an error in the activation terms.
 """
@@ -32,6 +33,30 @@ def _status_bytes(field: str) -> int:
     raise KeyError(field)
 
 
+class AnonPeak:
+    """Peak ``RssAnon`` of this process while in the ``with`` block, sampled on a thread."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        import threading
+
+        self.peak = _status_bytes("RssAnon")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.peak = max(self.peak, _status_bytes("RssAnon"))
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _status_bytes("RssAnon"))
+
+
 def measure_case(checkpoint: Path, candidates: int, height: int, width: int = 518, seed: int = 0) -> dict[str, Any]:
     """One pass in this process (call in a fresh one): planned and measured bytes."""
     import numpy as np
@@ -40,17 +65,17 @@ def measure_case(checkpoint: Path, candidates: int, height: int, width: int = 51
     from sampling.geometry_budget import DTYPE_BYTES, GeometryShape, largest_chunk, pass_bytes, worst_case_bytes
     from sampling.geometry_pass import WorkerConfig, _load, _run_pass
 
-    runtime = _status_bytes("VmRSS")
+    runtime = _status_bytes("RssAnon")
     shape = GeometryShape.of(checkpoint)
     dtype_bytes = DTYPE_BYTES[DTYPE]
     budget = worst_case_bytes(shape, candidates, dtype_bytes)  # plan_geometry's default budget
     config = WorkerConfig(checkpoint, "cpu", DTYPE, budget, psutil.virtual_memory().total)
     network, shape = _load(config)
-    loaded = _status_bytes("VmRSS")
+    loaded = _status_bytes("RssAnon")
     images = np.random.default_rng(seed).integers(0, 256, (candidates, 3, height, width), dtype=np.uint8)
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS, so the peak below is the pass's
-    result = _run_pass(network, shape, config, images, k=min(8, candidates))
-    peak = _status_bytes("VmHWM")
+    with AnonPeak() as sampler:
+        result = _run_pass(network, shape, config, images, k=min(8, candidates))
+    peak = sampler.peak
     chunk = largest_chunk(shape, candidates, height, width, budget, dtype_bytes) or 1
     planned = pass_bytes(shape, candidates, height, width, chunk, dtype_bytes)
     weights = shape.weight_elements * dtype_bytes
@@ -68,8 +93,8 @@ def measure_case(checkpoint: Path, candidates: int, height: int, width: int = 51
         "planned_activation_bytes": planned - weights,
         "measured_activation_bytes": peak - loaded,
         "activation_ratio": round((peak - loaded) / (planned - weights), 3),
-        "runtime_rss_bytes": runtime,
-        "loaded_rss_bytes": loaded,
+        "runtime_anon_bytes": runtime,
+        "loaded_anon_bytes": loaded,
         "vggt_s": round(result.vggt_s, 1),
     }
 
