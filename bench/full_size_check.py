@@ -159,8 +159,9 @@ def serving(command: list[str], log: Path, timeout_s: float) -> Iterator[tuple[s
 def ask(base: str, video: bytes, strategy: str, frames: int, options: argparse.Namespace) -> dict[str, Any]:
     """One question about ``video`` through /v1/chat/completions; its latency and the frames it was answered on."""
     url = "data:video/mp4;base64," + base64.b64encode(video).decode()
+    model = httpx.get(f"{base}/v1/models", timeout=30).json()["data"][0]["id"]  # the served name (the path)
     body = {
-        "model": "spatial-mllm",
+        "model": model,
         "messages": [
             {
                 "role": "user",
