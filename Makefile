@@ -8,7 +8,7 @@ UV := $(if $(shell command -v uv 2>/dev/null),uv,$(UV_BOOT)/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint format validate-deploy demo reference-demo tiny bench gpu-env-check clean prerequisites-setup prerequisites-test
+.PHONY: setup test lint format validate-deploy demo reference-demo tiny bench gpu-env-check full-size-check clean prerequisites-setup prerequisites-test
 
 # What the machine lacks beyond the package registries, named with Debian's packages, in the first second.
 prerequisites-setup prerequisites-test: prerequisites-%:
@@ -75,6 +75,12 @@ gpu-env-check: | $(if $(filter uv,$(UV)),,$(UV_BOOT)/bin/uv)
 	UV_PROJECT_ENVIRONMENT=$(GPU_VENV) $(UV) sync --frozen --extra gpu
 	$(GPU_VENV)/bin/python bench/gpu/check_env.py
 	du -sh $(GPU_VENV)
+
+# Both architectures at their published sizes in bfloat16 on the CPU: builds the random-weight checkpoints once into
+# ~/.cache/spatial-mllm-serve/full-v1.{1,0} (~10 GB each), serves each, asks a uniform and a space-aware question and
+# prints one JSON line per architecture. Heavy (~15 GB of memory, tens of minutes): not part of `make test`.
+full-size-check: setup
+	$(PY) -m bench.full_size_check
 
 clean:
 	rm -rf $(VENV) $(GPU_VENV) .cache .pytest_cache .ruff_cache

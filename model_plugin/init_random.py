@@ -17,7 +17,8 @@ _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _is_norm(module: nn.Module) -> bool:
+def is_norm(module: nn.Module) -> bool:
+    """A normalisation layer (its weight scales, its bias shifts)."""
     return isinstance(module, nn.LayerNorm | nn.GroupNorm) or "norm" in type(module).__name__.lower()
 
 
@@ -31,15 +32,24 @@ def _fan_in(module: nn.Module, weight: torch.Tensor) -> int:
 
 def _draw(module: nn.Module, name: str, param: torch.Tensor, gen: torch.Generator, raw_std: float) -> torch.Tensor:
     shape = param.shape
-    if name == "gamma" or (_is_norm(module) and name == "weight"):
+    if name == "gamma" or (is_norm(module) and name == "weight"):
         return torch.rand(shape, generator=gen) + 0.5
-    if _is_norm(module) and name == "bias":
+    if is_norm(module) and name == "bias":
         return torch.randn(shape, generator=gen) * 0.1
     if isinstance(module, (nn.Linear, *_CONV, *_CONV_TRANSPOSE)):
         if name == "weight":
             return torch.randn(shape, generator=gen) / math.sqrt(_fan_in(module, param))
         return torch.randn(shape, generator=gen) * 0.05
     return torch.randn(shape, generator=gen) * raw_std
+
+
+def parameter_owners(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    """Full parameter name -> (the module that owns it, its local name)."""
+    owners = {}
+    for module_name, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            owners[f"{module_name}.{name}" if module_name else name] = (module, name)
+    return owners
 
 
 @torch.no_grad()
@@ -50,10 +60,7 @@ def randomize_(model: nn.Module, seed: int, raw_std: dict[str, float] | None = N
     """
     gen = torch.Generator().manual_seed(seed)
     raw_std = raw_std or {}
-    owners = {}
-    for module_name, module in model.named_modules():
-        for name, _ in module.named_parameters(recurse=False):
-            owners[f"{module_name}.{name}" if module_name else name] = (module, name)
+    owners = parameter_owners(model)
     for full_name, param in model.named_parameters():
         module, name = owners[full_name]
         value = _draw(module, name, param, gen, raw_std.get(full_name, 1.0))

@@ -1,6 +1,9 @@
 """Write a tiny random-weight Spatial-MLLM checkpoint in the original Hugging Face layout.
 
-``python -m model_plugin.tiny OUT_DIR [--seed N] [--key-layout 4.51|4.52] [--arch v1.1|v1.0]``
+``python -m model_plugin.tiny OUT_DIR [--seed N] [--key-layout 4.51|4.52] [--arch v1.1|v1.0] [--size tiny|full]``
+
+``--size full`` writes the published sizes in bfloat16 instead, streamed to sharded files
+(:mod:`model_plugin.full_size`); everything but the weights and config.json is shared with the tiny build.
 
 The files are what the public checkpoints hold, only smaller: a transformers-4.51-style config.json
 (``model_type: spatial-mllm``, flat text config), safetensors weights keyed ``visual.*``, ``model.*``,
@@ -126,6 +129,7 @@ KEY_LAYOUTS = {
 
 
 ARCHS = ("v1.1", "v1.0")
+SIZES = ("tiny", "full")
 
 
 def tiny_config_dict(arch: str = "v1.1") -> dict[str, Any]:
@@ -169,15 +173,15 @@ def build_tiny_model(seed: int = 0, arch: str = "v1.1"):
 
 def checkpoint_state_dict(model: torch.nn.Module, key_layout: str = "4.51") -> dict[str, torch.Tensor]:
     """The model's weights under the checkpoint key names of ``key_layout``."""
-    renames = KEY_LAYOUTS[key_layout]
-    out = {}
-    for key, value in model.state_dict().items():
-        for old, new in renames:
-            if key.startswith(old):
-                key = new + key[len(old) :]
-                break
-        out[key] = value.detach().contiguous().clone()
-    return out
+    return {checkpoint_key(k, key_layout): v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def checkpoint_key(name: str, key_layout: str = "4.51") -> str:
+    """A reference-model parameter name under the checkpoint key names of ``key_layout``."""
+    for old, new in KEY_LAYOUTS[key_layout]:
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
 
 
 def write_tokenizer(out_dir: Path) -> None:
@@ -198,15 +202,26 @@ def write_tokenizer(out_dir: Path) -> None:
     (out_dir / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2))
 
 
-def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0, key_layout: str = "4.51", arch: str = "v1.1") -> Path:
-    """Build and write the whole checkpoint directory of ``arch`` ("v1.1" or "v1.0"); returns its path."""
+def write_tiny_checkpoint(
+    out_dir: str | Path, seed: int = 0, key_layout: str = "4.51", arch: str = "v1.1", size: str = "tiny"
+) -> Path:
+    """Build and write the whole checkpoint directory of ``arch`` ("v1.1" or "v1.0") at ``size`` ("tiny", or
+    "full": the published sizes in bfloat16, streamed); returns its path."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {SIZES}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_tiny_model(seed, arch)
-    save_file(checkpoint_state_dict(model, key_layout), out / "model.safetensors", metadata={"format": "pt"})
-    config = tiny_config_dict(arch)
+    if size == "full":
+        from model_plugin.full_size import FullSizeLayout, full_config_dict, write_full_weights
+
+        config = full_config_dict(arch, SPECIAL_TOKENS)
+        write_full_weights(out, FullSizeLayout(arch, config, key_layout), seed)
+    else:
+        model = build_tiny_model(seed, arch)
+        save_file(checkpoint_state_dict(model, key_layout), out / "model.safetensors", metadata={"format": "pt"})
+        config = tiny_config_dict(arch)
     if key_layout != "4.51":
         config["transformers_version"] = "4.52.4"
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -222,8 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--key-layout", choices=sorted(KEY_LAYOUTS), default="4.51")
     parser.add_argument("--arch", choices=ARCHS, default="v1.1", help="v1.1 (default) or v1.0 (subset-sft) layout")
+    parser.add_argument(
+        "--size", choices=SIZES, default="tiny", help="tiny (default, float32) or full (published sizes, bfloat16)"
+    )
     args = parser.parse_args(argv)
-    path = write_tiny_checkpoint(args.out_dir, seed=args.seed, key_layout=args.key_layout, arch=args.arch)
+    path = write_tiny_checkpoint(
+        args.out_dir, seed=args.seed, key_layout=args.key_layout, arch=args.arch, size=args.size
+    )
     print(path)
 
 

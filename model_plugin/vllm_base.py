@@ -20,10 +20,12 @@ features become one delta per visual token, and its checkpoint prefixes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 import torch
 from vllm.config import VllmConfig
+from vllm.logger import init_logger
 from vllm.model_executor.models.qwen2_5_vl import (
     Qwen2_5_VLDummyInputsBuilder,
     Qwen2_5_VLForConditionalGeneration,
@@ -36,6 +38,10 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 from model_plugin.capabilities import refuse_unsupported_capabilities
 
 VIDEO, IMAGE = "video", "image"
+PARAMETERS_LOG_PREFIX = "Spatial-MLLM parameters: "  # one JSON object follows (bench/full_size_check.py reads it)
+
+# Under vLLM's logger: vLLM configures only its own hierarchy in the engine processes, where this runs.
+logger = init_logger("vllm.spatial_mllm")
 
 # Each architecture's class decorates itself with this: Qwen2.5-VL's own processor, info and dummy inputs.
 with_qwen2_5_vl_processor = MULTIMODAL_REGISTRY.register_processor(
@@ -167,4 +173,26 @@ class SpatialQwen2_5_VL(Qwen2_5_VLForConditionalGeneration):
         if missing:
             shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
             raise ValueError(f"the checkpoint lacks Spatial-MLLM weights: {shown}; is it a Spatial-MLLM checkpoint?")
+        logger.info("%s%s", PARAMETERS_LOG_PREFIX, json.dumps(self.parameter_counts()))
         return loaded
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters this worker holds, per part (a tied lm_head counted once): what is served, not the config.
+
+        ``vggt`` is the spatial encoder as served (the aggregator; VGGT's heads are never loaded here).
+        """
+        encoder, connector = self.SPATIAL_PREFIXES
+
+        def count(module: torch.nn.Module | None) -> int:
+            if not isinstance(module, torch.nn.Module):
+                return 0
+            unique = {id(p): p.numel() for p in module.parameters()}
+            return sum(unique.values())
+
+        return {
+            "total": count(self),
+            "llm": count(self.language_model),
+            "vit": count(self.visual),
+            "vggt": count(getattr(self, encoder, None)),
+            "connector": count(getattr(self, connector, None)),
+        }
