@@ -45,12 +45,8 @@ $(DEPLOY_TOOLS)/.installed: deploy/validate/requirements.txt
 validate-deploy: $(DEPLOY_TOOLS)/.installed
 	$(DEPLOY_TOOLS)/bin/python deploy/validate/check.py
 
-# The geometry worker's tests run in a process of their own: they spawn VGGT workers and read the process-wide
-# Prometheus counters, and inside the long suite their cancellation checks were seen to miss (not yet understood).
-GEOMETRY_TESTS := tests/server/test_geometry_worker.py
 test: prerequisites-test lint validate-deploy
-	$(PY) -m pytest --ignore=$(GEOMETRY_TESTS)
-	$(PY) -m pytest $(GEOMETRY_TESTS)
+	$(PY) -m pytest
 
 tiny: setup
 	$(PY) -m model_plugin.tiny .cache/tiny-spatial-mllm

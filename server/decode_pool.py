@@ -22,31 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
+from server.decode_worker import READY, serve
 from server.errors import APIError
 
-READY = "ready"
 STARTUP_TIMEOUT_S = 120.0  # a fresh worker imports its job's modules (torch, decord) before it says it is ready
-
-
-def _serve(conn: Connection, initializer: Callable[[], None] | None) -> None:
-    """A worker's loop: run each ``(fn, args)`` received, send back ``(True, result)`` or ``(False, error)``."""
-    if initializer is not None:
-        initializer()
-    conn.send(READY)
-    while True:
-        try:
-            fn, args, large = conn.recv()
-            args = tuple(conn.recv_bytes() if i in large else arg for i, arg in enumerate(args))
-        except (EOFError, OSError):  # the parent is gone
-            return
-        try:
-            reply: tuple[bool, Any] = (True, fn(*args))
-        except Exception as exc:
-            reply = (False, exc)
-        try:
-            conn.send(reply)
-        except Exception as exc:  # an unpicklable result or error: say what it was
-            conn.send((False, RuntimeError(f"decoder result could not be sent back: {exc!r}")))
 
 
 LARGE_ARG_BYTES = 1 << 20
@@ -66,7 +45,7 @@ class _Worker:
 
     def __init__(self, context: Any, initializer: Callable[[], None] | None) -> None:
         self.conn, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=_serve, args=(child, initializer), daemon=True, name="decoder")
+        self.process = context.Process(target=serve, args=(child, initializer), daemon=True, name="decoder")
         self.process.start()
         child.close()
         self.stopped = False

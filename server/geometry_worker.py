@@ -142,6 +142,10 @@ class GeometryWorker:
         self._conn = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: _Job | None = None
+        # this worker's own counts, beside the process-wide Prometheus series: several workers in one process
+        # (tests, or apps wired side by side) each read their own, whatever the others do
+        self.passes: collections.Counter[str] = collections.Counter()
+        self.restarts = 0
         GEOMETRY_MEMORY.labels("budget").set(config.budget_bytes)
 
     @property
@@ -210,12 +214,12 @@ class GeometryWorker:
             try:
                 reply = await asyncio.to_thread(self._exchange, job)
             except (EOFError, OSError):
-                GEOMETRY_PASSES.labels("lost").inc()
+                self._count_pass("lost")
                 self._fail(job, "The space-aware sampling worker stopped during this request; retry.")
                 continue
             except Exception:  # never let one job end the dispatcher: every later request would hang
                 LOG.exception("handing a pass to the geometry worker failed")
-                GEOMETRY_PASSES.labels("failed").inc()
+                self._count_pass("failed")
                 self._fail(job, "The space-aware sampling pass failed on the server; retry.")
                 await self._retire()  # the pipe may be mid-message: start clean
                 continue
@@ -234,7 +238,7 @@ class GeometryWorker:
 
     def _settle(self, job: _Job, reply: tuple) -> None:
         kind, _, payload = reply
-        GEOMETRY_PASSES.labels({"done": "done", "cancelled": "cancelled"}.get(kind, "failed")).inc()
+        self._count_pass({"done": "done", "cancelled": "cancelled"}.get(kind, "failed"))
         if job.result.done():
             return
         if kind == "done":
@@ -245,6 +249,10 @@ class GeometryWorker:
         else:
             LOG.error("space-aware pass failed: %s", payload)
             self._fail(job, "The space-aware sampling pass failed on the server; retry.")
+
+    def _count_pass(self, outcome: str) -> None:
+        self.passes[outcome] += 1
+        GEOMETRY_PASSES.labels(outcome).inc()
 
     def _fail(self, job: _Job, message: str) -> None:
         if not job.result.done():
@@ -277,6 +285,7 @@ class GeometryWorker:
 
     async def _restart(self) -> None:
         """Replace a dead worker; retries (every Retry-After seconds) until the network loads again."""
+        self.restarts += 1
         GEOMETRY_RESTARTS.inc()
         await self._retire()
         while True:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import fixture_path
 
+from bench.vsibench.__main__ import main
 from bench.vsibench.scoring import (
     _MRA_THRESHOLDS,
     calculate_metrics,
@@ -149,18 +149,33 @@ def test_macro_leaves_out_missing_types() -> None:
 # command line and table
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.vsibench", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """``python -m bench.vsibench ARGS`` from the repository root, in this process (a child Python only adds
+    seconds of imports): exit code and what it printed."""
+    monkeypatch.chdir(REPO_ROOT)
+
+    def run(*args: str) -> Ran:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse refusals
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
 
 
 @pytest.mark.parametrize("extra", [[], ["--stored-rewards"]], ids=["rescored", "stored-rewards"])
-def test_cli_score(tmp_path: Path, metrics: dict[str, Any], extra: list[str]) -> None:
+def test_cli_score(tmp_path: Path, metrics: dict[str, Any], extra: list[str], run_cli) -> None:
     out = tmp_path / "metrics.json"
     proc = run_cli("score", str(fixture_path("vsibench_metrics", "results.json")), "--out", str(out), *extra)
     assert proc.returncode == 0, proc.stderr
@@ -169,7 +184,7 @@ def test_cli_score(tmp_path: Path, metrics: dict[str, Any], extra: list[str]) ->
     assert_metrics_equal(json.loads(out.read_text()), metrics)
 
 
-def test_cli_table(metrics: dict[str, Any]) -> None:
+def test_cli_table(metrics: dict[str, Any], run_cli) -> None:
     path = fixture_path("vsibench_metrics", "metrics.json")
     proc = run_cli("table", str(path), f"mine={path}", "--per-type")
     assert proc.returncode == 0, proc.stderr
@@ -194,7 +209,7 @@ def test_table_labels_and_missing_types() -> None:
     assert table.count(" - |") == 9
 
 
-def test_cli_run_requires_server_data_and_output() -> None:
+def test_cli_run_requires_server_data_and_output(run_cli) -> None:
     proc = run_cli("run", "--model", "whatever")
     assert proc.returncode == 2
     assert "the following arguments are required: --base-url, --annotations, --videos, --out" in proc.stderr

@@ -1,10 +1,16 @@
-"""The offline pre-sampling CLI writes the seed's frame-folder layout, for both strategies."""
+"""The offline pre-sampling CLI writes the seed's frame-folder layout, for both strategies.
+
+The command runs in this process (``main`` with the command line's arguments): a child Python would only add
+seconds of imports. The one check that needs a fresh process, that decord's own log lines stay quiet, runs the
+real ``python -m sampling``.
+"""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +19,7 @@ from media import encode_mp4
 from PIL import Image
 
 from model_plugin.reference.demo import synthetic_video
-from sampling.presample import seed_uniform_indices
+from sampling.presample import main, seed_uniform_indices
 from sampling.uniform import linspace_indices
 
 
@@ -35,21 +41,35 @@ def test_seed_uniform_indices() -> None:
     assert len(seed_uniform_indices(1000, 16)) == 16
 
 
-def test_help_names_which_original_each_uniform_rule_follows() -> None:
+def test_help_names_which_original_each_uniform_rule_follows(capsys: pytest.CaptureFixture[str]) -> None:
     """The numbers --help quotes are what each side computes: the offline script truncates, the server rounds."""
     assert seed_uniform_indices(32, 8) == [0, 4, 8, 13, 17, 22, 26, 31]
     assert linspace_indices(0, 31, 8) == [0, 4, 9, 13, 18, 22, 27, 31]  # the server's (qwen-vl-utils)
-    shown = " ".join(_run("--help").stdout.split())
+    shown = " ".join(_run(capsys, "--help").stdout.split())
     assert "sa_sampling.py" in shown and "qwen-vl-utils" in shown
     assert "0,4,8,13,17,22,26,31" in shown and "0,4,9,13,18,22,27,31" in shown
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sampling", "presample", *args], capture_output=True, text=True)
+@dataclass(frozen=True)
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_uniform_presample_layout(video_dir: Path, tmp_path: Path) -> None:
-    done = _run(str(video_dir), str(tmp_path), "--strategy", "uniform", "--num-frames", "8")
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> Done:
+    """``python -m sampling presample ARGS`` in this process: exit code and what it printed."""
+    capsys.readouterr()
+    try:
+        code = main(["presample", *args])
+    except SystemExit as exit_:  # argparse refusals
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return Done(code, out, err)
+
+
+def test_uniform_presample_layout(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    done = _run(capsys, str(video_dir), str(tmp_path), "--strategy", "uniform", "--num-frames", "8")
     assert done.returncode == 1  # broken.mp4 is reported and skipped
     assert "skipped broken.mp4" in done.stderr
     files = sorted((tmp_path / "uniform_sampling" / "scene0002").iterdir())
@@ -59,8 +79,11 @@ def test_uniform_presample_layout(video_dir: Path, tmp_path: Path) -> None:
     assert len(list((tmp_path / "uniform_sampling" / "scene0001").iterdir())) == 8
 
 
-def test_space_aware_presample_with_checkpoint_weights(video_dir: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_space_aware_presample_with_checkpoint_weights(
+    video_dir: Path, tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     done = _run(
+        capsys,
         str(video_dir),
         str(tmp_path),
         "--strategy",
@@ -79,15 +102,16 @@ def test_space_aware_presample_with_checkpoint_weights(video_dir: Path, tmp_path
 
 
 def test_every_video_extension_is_read_and_other_files_are_named(video_dir: Path, tmp_path: Path) -> None:
-    done = _run(str(video_dir), str(tmp_path), "--num-frames", "8")  # default strategy: uniform, no weights
+    command = [sys.executable, "-m", "sampling", "presample", str(video_dir), str(tmp_path), "--num-frames", "8"]
+    done = subprocess.run(command, capture_output=True, text=True)  # default strategy: uniform, no weights
     assert "3 video(s) written under" in done.stdout and "uniform_sampling" in done.stdout, done.stderr
     assert len(list((tmp_path / "uniform_sampling" / "scene0003").iterdir())) == 8  # upper-case .MOV
     assert "skipped notes.txt: not a video file name" in done.stderr
     assert ".cc:" not in done.stderr and "moov atom" not in done.stderr  # decord's own log lines stay quiet
 
 
-def test_a_short_video_gets_a_warning(video_dir: Path, tmp_path: Path) -> None:
-    done = _run(str(video_dir), str(tmp_path), "--num-frames", "16")
+def test_a_short_video_gets_a_warning(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    done = _run(capsys, str(video_dir), str(tmp_path), "--num-frames", "16")
     assert "warning: scene0001.mp4 has only 12 of the 16 frames asked" in done.stderr
     assert "warning: scene0003.MOV has only 10 of the 16 frames asked" in done.stderr
     assert "scene0002.mp4 has only" not in done.stderr
@@ -100,7 +124,9 @@ def test_a_short_video_gets_a_warning(video_dir: Path, tmp_path: Path) -> None:
         (("--strategy", "space_aware"), "needs --weights"),
     ],
 )
-def test_bad_options_are_refused_in_one_line(video_dir: Path, tmp_path: Path, args: tuple[str, ...], says: str) -> None:
-    done = _run(str(video_dir), str(tmp_path), *args)
+def test_bad_options_are_refused_in_one_line(
+    video_dir: Path, tmp_path: Path, args: tuple[str, ...], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = _run(capsys, str(video_dir), str(tmp_path), *args)
     assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "uniform_sampling").exists() and not (tmp_path / "sa_sampling").exists()

@@ -15,6 +15,7 @@ from media import encode_mp4
 
 from sampling.cache import content_hash
 from sampling.errors import NotAVideoError
+from server.decode_jobs import start_worker
 from server.decode_pool import DecodePool, WorkerLost
 from server.errors import APIError
 from server.settings import ServerSettings
@@ -100,3 +101,13 @@ def test_the_preparer_decodes_in_the_pool_and_survives_a_crashed_worker(tmp_path
         assert preparer.decoder.replaced == 1 and len(preparer.decoder.worker_pids()) == 1
     finally:
         preparer.shutdown()
+
+
+def test_a_decoder_worker_loads_neither_vllm_nor_the_web_stack() -> None:
+    """A replacement worker is ready in seconds only if it imports its jobs' modules and nothing of the server."""
+    pool = DecodePool(workers=1, timeout_s=60.0, retry_after_s=1, initializer=start_worker)
+    loaded = "sorted(m for m in ('vllm', 'fastapi', 'server.errors') if m in __import__('sys').modules)"
+    try:
+        assert asyncio.run(pool.run(eval, loaded)) == []
+    finally:
+        pool.shutdown()
