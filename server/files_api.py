@@ -99,7 +99,7 @@ async def create_file(
     stored = await store_upload(raw_request, file, purpose)
     if prepare is not None:
         _, data = await asyncio.to_thread(state.files.read, stored.id, stored.owner)
-        state.preparer.prepare_in_background(data, stored.sha256, prepare)
+        state.preparer.prepare_in_background(data, stored.sha256, prepare, stored.id)
     return FileObject(**stored.public())
 
 

@@ -69,7 +69,7 @@ async def file_frames(file_id: str, body: FramesRequest, raw_request: Request) -
     owner = file_owner(raw_request)
     stored = await asyncio.to_thread(state.files.get, file_id, owner)  # first: only a stored file id goes on
     video = await state.media.video_bytes(stored.id, "file_id", owner)
-    prepared = await state.preparer.prepare(video.data, video.digest, spec, "file_id")
+    prepared = await state.preparer.prepare(video.data, video.digest, spec, "file_id", stored.id)
     total = int((stored.video or {}).get("num_frames", 0))
     used = prepared.used  # the same ``video_frames`` entry a chat answer with this spec carries
 

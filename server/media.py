@@ -43,6 +43,7 @@ class VideoBytes:
 
     data: bytes | bytearray
     digest: str
+    file_id: str | None = None  # the upload it came from (a space-aware selection is kept with it)
 
 
 B64_CHUNK = 1 << 20  # base64 characters per step (a multiple of 4; ~4 ms each); see parse_data_url
@@ -201,7 +202,7 @@ class MediaResolver:
                 stored, data = await asyncio.to_thread(self.files.read, url, owner)
             except APIError as exc:  # the store names its own field; here the field is the video part
                 raise APIError(exc.status, exc.message, param, exc.retry_after) from exc
-            return VideoBytes(data, stored.sha256)
+            return VideoBytes(data, stored.sha256, stored.id)
         if inline and url in inline:
             data = inline[url]
             source = "data_url"
@@ -312,7 +313,7 @@ class MediaResolver:
 
         async def prepare(url: str, param: str) -> PreparedVideo:
             video = await self.video_bytes(url, param, owner, inline)
-            return await self.preparer.prepare(video.data, video.digest, spec, param)
+            return await self.preparer.prepare(video.data, video.digest, spec, param, video.file_id)
 
         # Tokens are taken only once every video is ready, so a failure or a client leaving mid-way pins nothing.
         videos_ready = await asyncio.gather(

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -37,9 +37,13 @@ from server.decode_jobs import decode_uniform, start_worker
 from server.decode_jobs import probe as probe_video
 from server.decode_pool import DecodePool
 from server.errors import APIError, naming
+from server.file_store import StoredSelection
 from server.geometry_worker import GeometryWorker
 from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS, SPACE_AWARE_STAGE_SECONDS
 from server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from server.file_store import FileStore
 
 LOG = logging.getLogger("spatial_mllm_serve")
 
@@ -111,10 +115,15 @@ def _as_prepared(pixels, metadata: dict[str, Any], key: str, used: dict[str, Any
 
 class VideoPreparer:
     """Decodes and samples videos in a bounded thread pool, with an LRU of prepared frames; space-aware sampling's
-    VGGT pass goes to ``geometry`` (None: no VGGT weights, space-aware requests get a 400)."""
+    VGGT pass goes to ``geometry`` (None: no VGGT weights, space-aware requests get a 400). A space-aware choice
+    made for an upload is kept with it in ``selections`` (the upload store, shared by every replica that shares
+    the uploads directory), so no process runs VGGT twice for the same file and sampling."""
 
-    def __init__(self, settings: ServerSettings, geometry: GeometryWorker | None = None) -> None:
+    def __init__(
+        self, settings: ServerSettings, geometry: GeometryWorker | None = None, selections: FileStore | None = None
+    ) -> None:
         self.settings = settings
+        self.selections = selections
         self.limits = DecodeLimits(
             max_bytes=settings.max_video_bytes,
             max_duration_s=settings.max_video_duration_s,
@@ -132,9 +141,12 @@ class VideoPreparer:
         self.geometry = geometry
         self._in_flight: dict[str, _InFlight] = {}
 
-    async def prepare(self, data: bytes, digest: str, spec: SamplingSpec, param: str) -> PreparedVideo:
+    async def prepare(
+        self, data: bytes, digest: str, spec: SamplingSpec, param: str, file_id: str | None = None
+    ) -> PreparedVideo:
         """The frames for ``data`` under ``spec``: from the cache, from a computation already under way for the
-        same key (concurrent questions about one new video decode it once), or computed now."""
+        same key (concurrent questions about one new video decode it once), or computed now (reusing the
+        space-aware selection stored with the upload ``file_id``, when one is)."""
         key = f"{digest}:{spec.cache_key()}"
         cached = self.cache.lookup(key)
         if cached is not None:
@@ -145,7 +157,7 @@ class VideoPreparer:
             SAMPLING_CACHE.labels("joined").inc()
         else:
             SAMPLING_CACHE.labels("miss").inc()
-            entry = self._start(data, spec, key, param)
+            entry = self._start(data, spec, key, param, file_id)
         entry.waiters += 1
         try:
             # shielded: one client leaving does not cancel the work others wait for...
@@ -157,18 +169,18 @@ class VideoPreparer:
                 entry.task.cancel()  # ...but the last one leaving does (a queued or running VGGT pass too)
                 self._forget(key, entry)  # a question arriving now starts afresh rather than join a cancelled task
 
-    def prepare_in_background(self, data: bytes, digest: str, spec: SamplingSpec) -> None:
+    def prepare_in_background(self, data: bytes, digest: str, spec: SamplingSpec, file_id: str | None = None) -> None:
         """Start preparing now (e.g. on upload) so the first question finds the frames ready or joins the work."""
         key = f"{digest}:{spec.cache_key()}"
         if key in self._in_flight or self.cache.lookup(key) is not None:
             return
         SAMPLING_CACHE.labels("prepare_on_upload").inc()
-        entry = self._start(data, spec, key, "file")
+        entry = self._start(data, spec, key, "file", file_id)
         entry.waiters += 1  # held until done: nobody asked yet, and nobody's leaving should stop it
         entry.task.add_done_callback(_log_background_failure)
 
-    def _start(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> _InFlight:
-        entry = _InFlight(asyncio.ensure_future(self._compute(data, spec, key, param)))
+    def _start(self, data: bytes, spec: SamplingSpec, key: str, param: str, file_id: str | None) -> _InFlight:
+        entry = _InFlight(asyncio.ensure_future(self._compute(data, spec, key, param, file_id)))
         self._in_flight[key] = entry
         entry.task.add_done_callback(lambda _: self._forget(key, entry))
         return entry
@@ -177,9 +189,11 @@ class VideoPreparer:
         if self._in_flight.get(key) is entry:
             del self._in_flight[key]
 
-    async def _compute(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
+    async def _compute(
+        self, data: bytes, spec: SamplingSpec, key: str, param: str, file_id: str | None
+    ) -> PreparedVideo:
         if spec.strategy == "space_aware":
-            video = await self._space_aware(data, spec, key, param)
+            video = await self._space_aware(data, spec, key, param, file_id)
         else:
             video = await self._within_deadline(param, self._prepare_uniform(data, spec, key))
         self.cache.store(key, video)
@@ -210,15 +224,36 @@ class VideoPreparer:
         used = frames_used("uniform", decoded.video_fps, decoded.indices)
         return PreparedVideo(decoded.frames, decoded.metadata, key, used)
 
-    async def _space_aware(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
+    def selection_key(self, spec: SamplingSpec) -> str:
+        """Everything a space-aware choice depends on besides the video: frames asked for, candidates, and the
+        VGGT weights and precision that scored them."""
+        assert self.geometry is not None
+        config = self.geometry.config
+        k = spec.num_frames or self.settings.default_num_frames
+        return f"space_aware:k={k}:candidates={self.settings.space_aware_candidates}:{config.source}:{config.dtype}"
+
+    async def _space_aware(
+        self, data: bytes, spec: SamplingSpec, key: str, param: str, file_id: str | None
+    ) -> PreparedVideo:
         if self.geometry is None:
             message = "Space-aware sampling is not available on this server (no VGGT weights)."
             raise APIError(400, message, "video_sampling.strategy")
         started = time.perf_counter()
+        stored = None
+        if file_id is not None and self.selections is not None:
+            stored = await asyncio.to_thread(self.selections.selection, file_id, self.selection_key(spec))
+        if stored is not None:  # another process (or this one, before a restart) chose already: no VGGT pass
+            SAMPLING_CACHE.labels("stored_selection").inc()
+            video = await self._in_pool(param, self._from_selection, data, stored, spec, key)
+            SAMPLING_SECONDS.labels("space_aware").observe(time.perf_counter() - started)
+            return video
         candidates: Candidates = await self._in_pool(param, self._decode_candidates, data)
         queued = time.perf_counter()
         k = spec.num_frames or self.settings.default_num_frames
         result = await self.geometry.select(candidates.vggt_input, k, param)
+        if file_id is not None and self.selections is not None:
+            chosen = StoredSelection([candidates.indices[p] for p in result.positions], len(candidates.indices))
+            await asyncio.to_thread(self.selections.keep_selection, file_id, self.selection_key(spec), chosen)
         SPACE_AWARE_STAGE_SECONDS.labels("queue").observe(
             time.perf_counter() - queued - result.vggt_s - result.selection_s
         )
@@ -239,8 +274,18 @@ class VideoPreparer:
         SPACE_AWARE_STAGE_SECONDS.labels("candidate_decode").observe(time.perf_counter() - started)
         return Candidates(info, indices, frames, vggt_input)
 
+    def _from_selection(self, data: bytes, stored: StoredSelection, spec: SamplingSpec, key: str) -> PreparedVideo:
+        """The frames of a stored selection, decoded by index (the same pixels as cutting them from the candidates'
+        decode: decord decodes a frame identically whichever others are asked for) and resized alike."""
+        with open_video(data, self.limits) as video:
+            frames = video.frames(stored.indices)
+            info = video.info
+        chosen = Candidates(info, stored.indices, frames, np.empty(0, np.uint8))
+        positions = list(range(len(stored.indices)))
+        return self._finish_space_aware(chosen, positions, spec, key, out_of=stored.candidates)
+
     def _finish_space_aware(
-        self, candidates: Candidates, positions: list[int], spec: SamplingSpec, key: str
+        self, candidates: Candidates, positions: list[int], spec: SamplingSpec, key: str, out_of: int | None = None
     ) -> PreparedVideo:
         """The chosen frames, cut from the candidates' decode and resized by qwen-vl-utils' rule."""
         started = time.perf_counter()
@@ -248,7 +293,8 @@ class VideoPreparer:
         indices = [candidates.indices[p] for p in positions]
         pixels = self._resize_space_aware(candidates.frames[positions], info, spec)
         SPACE_AWARE_STAGE_SECONDS.labels("resize").observe(time.perf_counter() - started)
-        used = frames_used("space_aware", info.fps, indices, candidates=len(candidates.indices))
+        out_of = len(candidates.indices) if out_of is None else out_of  # from a stored selection: its candidates
+        used = frames_used("space_aware", info.fps, indices, candidates=out_of)
         # what vLLM's Qwen2.5-VL processor reads; it sets M-RoPE's time axis (the seed's rule unless asked)
         metadata = video_metadata(indices, info.fps, info.num_frames, info.duration_s, spec.time_axis)
         return _as_prepared(pixels, metadata, key, used)
