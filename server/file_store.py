@@ -103,13 +103,36 @@ class PendingUpload:
     """One upload being received: its bytes go to a hidden partial file as they arrive, hashed on the way."""
 
     path: Path
+    out: BinaryIO | None = None  # open while bytes arrive
     size: int = 0
     hasher: Any = field(default_factory=hashlib.sha256)
     committed: bool = False
 
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk`` (a full disk is a 507)."""
+        assert self.out is not None, "the upload was already closed"
+        self.size += len(chunk)
+        self.hasher.update(chunk)
+        try:
+            self.out.write(chunk)
+        except OSError as exc:
+            _raise_out_of_disk(exc)
+            raise
+
+    def close_output(self) -> None:
+        if self.out is not None:
+            out, self.out = self.out, None
+            try:
+                out.close()
+            except OSError as exc:
+                _raise_out_of_disk(exc)
+                raise
+
     def discard(self) -> None:
         """Remove the partial file unless it became a stored upload (safe to call more than once)."""
         if not self.committed:
+            with contextlib.suppress(OSError):
+                self.close_output()
             self.path.unlink(missing_ok=True)
 
 
@@ -426,26 +449,30 @@ class FileStore:
     def receive(self, chunks: Iterable[bytes], max_bytes: int, param: str = "file") -> PendingUpload:
         """Write ``chunks`` to a new partial file under a lease, hashing as they come; 413 naming ``param`` past
         ``max_bytes``, 400 when empty. The caller probes the result, then :meth:`commit`\\ s or discards it."""
-        pending = PendingUpload(self.root / f".{secrets.token_hex(16)}.partial")
+        pending = self.open_upload()
         try:
-            with pending.path.open("xb") as out:
-                self._hold_lease(pending.path)
-                for chunk in chunks:
-                    pending.size += len(chunk)
-                    if pending.size > max_bytes:
-                        raise APIError(413, f"The video exceeds the limit of {max_bytes} bytes.", param)
-                    pending.hasher.update(chunk)
-                    out.write(chunk)
+            for chunk in chunks:
+                if pending.size + len(chunk) > max_bytes:
+                    raise APIError(413, f"The video exceeds the limit of {max_bytes} bytes.", param)
+                pending.write(chunk)
+            pending.close_output()
             if pending.size == 0:
                 raise APIError(400, "The uploaded file is empty.", param)
-        except OSError as exc:
-            pending.discard()
-            _raise_out_of_disk(exc)
-            raise
         except BaseException:
             pending.discard()
             raise
         return pending
+
+    def open_upload(self) -> PendingUpload:
+        """A new partial file, open for writing, under this process's lease until committed or discarded."""
+        path = self.root / f".{secrets.token_hex(16)}.partial"
+        try:
+            out = path.open("xb")
+        except OSError as exc:
+            _raise_out_of_disk(exc)
+            raise
+        self._hold_lease(path)
+        return PendingUpload(path, out)
 
     def commit(
         self, pending: PendingUpload, filename: str, purpose: str, owner: str = "", video: dict[str, Any] | None = None
@@ -467,6 +494,7 @@ class FileStore:
                 raise APIError(507, "The server's upload store is full (all keys together); try again later.", "file")
             if shutil.disk_usage(self.root).free < pending.size:
                 raise APIError(507, "The server is out of disk space for uploads.", "file")
+            pending.close_output()
             stored, meta_fd = self._new_record(pending, filename, purpose, owner, video, now)
             blob, meta = self._paths(stored.id)
             try:

@@ -25,6 +25,7 @@ from server.file_store import StoredFile
 from server.metrics import UPLOAD_BYTES
 from server.middleware import file_owner
 from server.protocol import FileDeleted, FileList, FileObject, VideoFacts, VideoSampling
+from server.upload_stream import StreamedUpload, UploadRoute
 from server.video_prep import SamplingSpec
 
 # OpenAI's purposes that fit a video; the others (batch, fine-tune, assistants, evals) name features we lack.
@@ -59,10 +60,14 @@ async def read_upload(upload: UploadFile, max_bytes: int, param: str) -> bytes:
 
 
 async def store_upload(raw_request: Request, upload: UploadFile, purpose: str) -> StoredFile:
-    """Stream ``upload`` into the store (hashed on the way, no lock held), check that it is a video, keep it."""
+    """Take ``upload`` into the store (streamed there as it arrived, see :mod:`server.upload_stream`, or copied
+    from wherever the form parser put it; hashed on the way, no lock held), check that it is a video, keep it."""
     state = raw_request.app.state
-    chunks = iter(functools.partial(upload.file.read, CHUNK_BYTES), b"")
-    pending = await asyncio.to_thread(state.files.receive, chunks, state.settings.max_video_bytes, "file")
+    if isinstance(upload.file, StreamedUpload):
+        pending = await asyncio.to_thread(upload.file.finish, "file")
+    else:
+        chunks = iter(functools.partial(upload.file.read, CHUNK_BYTES), b"")
+        pending = await asyncio.to_thread(state.files.receive, chunks, state.settings.max_video_bytes, "file")
     try:
         info = await state.preparer.probe(pending.path, "file")
         facts = VideoFacts(
@@ -78,9 +83,10 @@ async def store_upload(raw_request: Request, upload: UploadFile, purpose: str) -
 
 
 router = APIRouter()
+uploads = APIRouter(route_class=UploadRoute)  # the upload's bytes go straight into the store as they arrive
 
 
-@router.post("/v1/files", response_model=FileObject, dependencies=[Depends(strict_form)])
+@uploads.post("/v1/files", response_model=FileObject, dependencies=[Depends(strict_form)])
 async def create_file(
     raw_request: Request,
     file: Annotated[UploadFile, File()],
@@ -159,3 +165,6 @@ async def file_content(file_id: str, raw_request: Request) -> StreamingResponse:
 async def delete_file(file_id: str, raw_request: Request) -> FileDeleted:
     stored = await asyncio.to_thread(raw_request.app.state.files.delete, file_id, file_owner(raw_request))
     return FileDeleted(id=stored.id)
+
+
+router.include_router(uploads)
