@@ -160,7 +160,10 @@ def _charset(name: bytes | str) -> str:
 
 
 class UploadRequest(Request):
-    """A request whose multipart form is parsed by :func:`parse_into_store` (once; later calls get the same)."""
+    """A request whose multipart form is parsed by :func:`parse_into_store` (once; later calls get the same).
+    Starlette's ``Request.form()`` caches the form in ``_form`` through ``_get_form``; this fills the same cache, so
+    FastAPI's body reading and our dependencies (``strict_form``) all see the one form (Starlette is pinned in
+    uv.lock; tests/server/test_upload_stream.py fails if that contract changes)."""
 
     async def _get_form(self, **kwargs: Any) -> FormData:
         if self._form is None and self.headers.get("content-type", "").startswith("multipart/form-data"):
