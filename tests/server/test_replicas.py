@@ -223,6 +223,7 @@ def nginx(root: Path, upstreams: list[str]) -> Iterator[tuple[str, Path]]:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         pytest.fail("nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
+    root.mkdir(exist_ok=True)
     port = free_port()
     site = NGINX_CONF.read_text()
     for index, upstream in enumerate(upstreams):
@@ -258,16 +259,16 @@ def nginx(root: Path, upstreams: list[str]) -> Iterator[tuple[str, Path]]:
         stop(process, timeout_s=10)
 
 
-def test_nginx_keeps_a_video_on_one_replica_and_fails_over_to_the_other(
-    replicas: Replicas, room_video: Path, tmp_path: Path
-) -> None:
+def test_nginx_keeps_a_video_on_one_replica_and_fails_over_to_the_other(replicas: Replicas, tmp_path: Path) -> None:
     servers = {name: replicas[name] for name in ("a", "b")}
     upstreams = [server.base.removeprefix("http://") for server in servers.values()]
-    key_value = hashlib.sha256(room_video.read_bytes()).hexdigest()[:32]  # what a client knows before uploading
+    frames = np.random.default_rng(99).integers(0, 256, (24, 112, 140, 3), dtype=np.uint8)
+    video = encode_mp4(frames, tmp_path / "unseen.mp4", fps=8).read_bytes()  # in no replica's cache yet
+    key_value = hashlib.sha256(video).hexdigest()[:32]  # what a client knows before uploading
     key = {"X-Video-Id": key_value}
     any_server = servers["a"]
-    with nginx(tmp_path, upstreams) as (proxy, access_log):
-        stored = upload(any_server, room_video.read_bytes(), {**any_server.headers, **key}, base=proxy)
+    with nginx(tmp_path / "nginx", upstreams) as (proxy, access_log):
+        stored = upload(any_server, video, {**any_server.headers, **key}, base=proxy)
         assert stored.status_code == 200, stored.text
         file_id = stored.json()["id"]
         before = {name: sampling_counts(server) for name, server in servers.items()}
