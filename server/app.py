@@ -43,12 +43,13 @@ SWEEP_INTERVAL_S = 60.0
 
 
 async def _sweep_uploads(files: FileStore) -> None:
+    """Expired uploads and what crashed processes left (any replica's, on a shared directory) go periodically."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
         try:
-            await asyncio.to_thread(files.sweep)
+            await asyncio.to_thread(files.cleanup)
         except OSError:
-            LOG.exception("sweeping expired uploads failed; retrying in %s s", SWEEP_INTERVAL_S)
+            LOG.exception("cleaning the upload store failed; retrying in %s s", SWEEP_INTERVAL_S)
 
 
 def wire_resources(
@@ -66,7 +67,7 @@ def wire_resources(
     install_media_connector(state.prepared_videos)
     state.files = FileStore.configured(settings)
     state.geometry_plan = geometry
-    state.preparer = VideoPreparer(settings)
+    state.preparer = VideoPreparer(settings, selections=state.files)
     # trust_env=False: a proxy from the environment would hide the peer address the SSRF check relies on
     state.http = httpx.AsyncClient(timeout=settings.fetch_timeout_s, follow_redirects=False, trust_env=False)
     state.media = MediaResolver(
@@ -85,6 +86,7 @@ def wire_resources(
             yield
         finally:
             sweeper.cancel()
+            state.files.close()
             await state.http.aclose()
             state.preparer.shutdown()
             if worker is not None:

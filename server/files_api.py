@@ -27,6 +27,7 @@ from server.metrics import UPLOAD_BYTES
 from server.middleware import file_owner
 from server.protocol import FileDeleted, FileList, FileObject, VideoSampling
 from server.request_fields import strict_query
+from server.upload_stream import StreamedUpload, UploadRoute
 from server.video_prep import SamplingSpec
 
 # OpenAI's purposes that fit a video; the others (batch, fine-tune, assistants, evals) name features we lack.
@@ -60,10 +61,14 @@ async def read_upload(upload: UploadFile, max_bytes: int, param: str) -> bytes:
 
 
 async def store_upload(raw_request: Request, upload: UploadFile, purpose: str) -> StoredFile:
-    """Stream ``upload`` into the store (hashed on the way, no lock held), check that it is a video, keep it."""
+    """Take ``upload`` into the store (streamed there as it arrived, see :mod:`server.upload_stream`, or copied
+    from wherever the form parser put it; hashed on the way, no lock held), check that it is a video, keep it."""
     state = raw_request.app.state
-    chunks = iter(functools.partial(upload.file.read, CHUNK_BYTES), b"")
-    pending = await asyncio.to_thread(state.files.receive, chunks, state.settings.max_video_bytes, "file")
+    if isinstance(upload.file, StreamedUpload):
+        pending = await asyncio.to_thread(upload.file.finish, "file")
+    else:
+        chunks = iter(functools.partial(upload.file.read, CHUNK_BYTES), b"")
+        pending = await asyncio.to_thread(state.files.receive, chunks, state.settings.max_video_bytes, "file")
     try:
         info = await state.preparer.probe(pending.path, "file")
         owner = file_owner(raw_request)
@@ -77,9 +82,11 @@ async def store_upload(raw_request: Request, upload: UploadFile, purpose: str) -
 
 
 router = APIRouter(dependencies=[Depends(strict_query)])  # unknown query parameters: 400
+# the upload's bytes go straight into the store as they arrive
+uploads = APIRouter(route_class=UploadRoute, dependencies=[Depends(strict_query)])
 
 
-@router.post("/v1/files", response_model=FileObject, dependencies=[Depends(strict_form)])
+@uploads.post("/v1/files", response_model=FileObject, dependencies=[Depends(strict_form)])
 async def create_file(
     raw_request: Request,
     file: Annotated[UploadFile, File()],
@@ -98,7 +105,7 @@ async def create_file(
     stored = await store_upload(raw_request, file, purpose)
     if prepare is not None:
         _, data = await asyncio.to_thread(state.files.read, stored.id, stored.owner)
-        state.preparer.prepare_in_background(data, stored.sha256, prepare)
+        state.preparer.prepare_in_background(data, stored.sha256, prepare, stored.id)
     return FileObject(**stored.public())
 
 
@@ -158,3 +165,6 @@ async def file_content(file_id: str, raw_request: Request) -> StreamingResponse:
 async def delete_file(file_id: str, raw_request: Request) -> FileDeleted:
     stored = await asyncio.to_thread(raw_request.app.state.files.delete, file_id, file_owner(raw_request))
     return FileDeleted(id=stored.id)
+
+
+router.include_router(uploads)

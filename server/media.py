@@ -43,6 +43,7 @@ class VideoBytes:
 
     data: bytes | bytearray
     digest: str
+    file_id: str | None = None  # the upload it came from (a space-aware selection is kept with it)
 
 
 INVALID_BASE64 = "The data URL's base64 payload is invalid."
@@ -238,7 +239,7 @@ class MediaResolver:
                 stored, data = await asyncio.to_thread(self.files.read, url, owner)
             except APIError as exc:  # the store names its own field; here the field is the video part
                 raise APIError(exc.status, exc.message, param, exc.retry_after) from exc
-            return VideoBytes(data, stored.sha256)
+            return VideoBytes(data, stored.sha256, stored.id)
         if inline and url in inline:
             data = inline[url]
             source = "data_url"
@@ -274,7 +275,7 @@ class MediaResolver:
             async def read() -> bytes:
                 return (await self.video_bytes(url, param, owner)).data
 
-            return await self.preparer.prepare(read, stored.sha256, spec, param)
+            return await self.preparer.prepare(read, stored.sha256, spec, param, stored.id)
         video = await self.video_bytes(url, param, owner, inline)
         return await self.preparer.prepare(video.data, video.digest, spec, param)
 

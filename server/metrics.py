@@ -18,7 +18,8 @@ SAMPLING_SECONDS = Histogram(
 )
 SAMPLING_CACHE = Counter(
     "spatial_mllm_sampling_cache_total",
-    "Sampling-cache lookups by result (hit, miss, joined, or prepare_on_upload for an upload that started it).",
+    "Sampling-cache lookups by result (hit, miss, joined, prepare_on_upload for an upload that started it, or "
+    "stored_selection: a miss served by the space-aware selection stored with the upload, with no VGGT pass).",
     ["result"],
 )
 UPLOAD_BYTES = Counter("spatial_mllm_upload_bytes_total", "Bytes of video received, by how they came.", ["source"])

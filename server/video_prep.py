@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -37,10 +37,14 @@ from server.decode_jobs import decode_uniform, start_worker
 from server.decode_jobs import probe as probe_video
 from server.decode_pool import DecodePool
 from server.errors import APIError, naming
+from server.file_store import StoredSelection
 from server.geometry_worker import GeometryWorker
 from server.media_connector import PreparedVideo
 from server.metrics import DECODE_SECONDS, SAMPLING_CACHE, SAMPLING_SECONDS, SPACE_AWARE_STAGE_SECONDS
 from server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from server.file_store import FileStore
 
 LOG = logging.getLogger("spatial_mllm_serve")
 ReadBytes = Callable[[], Awaitable[bytes]]
@@ -115,10 +119,15 @@ class VideoPreparer:
     """Decodes and samples videos, with an LRU of prepared frames: uniform decoding (and probing uploads) in
     :mod:`server.decode_pool`'s supervised processes, space-aware candidate decoding and resizing in a small
     thread pool (``pool``), both under the decode deadline; space-aware sampling's VGGT pass goes to ``geometry``
-    (None: no VGGT weights, space-aware requests get a 400)."""
+    (None: no VGGT weights, space-aware requests get a 400). A space-aware choice made for an upload is kept
+    with it in ``selections`` (the upload store, shared by every replica that shares the uploads directory), so no
+    process runs VGGT twice for the same file and sampling."""
 
-    def __init__(self, settings: ServerSettings, geometry: GeometryWorker | None = None) -> None:
+    def __init__(
+        self, settings: ServerSettings, geometry: GeometryWorker | None = None, selections: FileStore | None = None
+    ) -> None:
         self.settings = settings
+        self.selections = selections
         self.limits = DecodeLimits(
             max_bytes=settings.max_video_bytes,
             max_duration_s=settings.max_video_duration_s,
@@ -136,9 +145,12 @@ class VideoPreparer:
         self.geometry = geometry
         self._in_flight: dict[str, _InFlight] = {}
 
-    async def prepare(self, data: bytes | ReadBytes, digest: str, spec: SamplingSpec, param: str) -> PreparedVideo:
+    async def prepare(
+        self, data: bytes | ReadBytes, digest: str, spec: SamplingSpec, param: str, file_id: str | None = None
+    ) -> PreparedVideo:
         """The frames for the video of SHA-256 ``digest`` under ``spec``: from the cache, from a computation already
-        under way for the same key (concurrent questions about one new video decode it once), or computed now.
+        under way for the same key (concurrent questions about one new video decode it once), or computed now
+        (reusing the space-aware selection stored with the upload ``file_id``, when one is).
 
         ``data`` is the video's bytes, or a reader of them that is awaited only when they must be decoded: a stored
         upload, whose digest its record holds, is then not read at all when its frames are prepared."""
@@ -156,7 +168,7 @@ class VideoPreparer:
         else:
             assert not callable(data)  # read above
             SAMPLING_CACHE.labels("miss").inc()
-            entry = self._start(data, spec, key, param)
+            entry = self._start(data, spec, key, param, file_id)
         entry.waiters += 1
         try:
             # shielded: one client leaving does not cancel the work others wait for...
@@ -171,18 +183,18 @@ class VideoPreparer:
     def _found(self, key: str) -> PreparedVideo | _InFlight | None:
         return self.cache.lookup(key) or self._in_flight.get(key)
 
-    def prepare_in_background(self, data: bytes, digest: str, spec: SamplingSpec) -> None:
+    def prepare_in_background(self, data: bytes, digest: str, spec: SamplingSpec, file_id: str | None = None) -> None:
         """Start preparing now (e.g. on upload) so the first question finds the frames ready or joins the work."""
         key = f"{digest}:{spec.cache_key()}"
         if key in self._in_flight or self.cache.lookup(key) is not None:
             return
         SAMPLING_CACHE.labels("prepare_on_upload").inc()
-        entry = self._start(data, spec, key, "file")
+        entry = self._start(data, spec, key, "file", file_id)
         entry.waiters += 1  # held until done: nobody asked yet, and nobody's leaving should stop it
         entry.task.add_done_callback(_log_background_failure)
 
-    def _start(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> _InFlight:
-        entry = _InFlight(asyncio.ensure_future(self._compute(data, spec, key, param)))
+    def _start(self, data: bytes, spec: SamplingSpec, key: str, param: str, file_id: str | None) -> _InFlight:
+        entry = _InFlight(asyncio.ensure_future(self._compute(data, spec, key, param, file_id)))
         self._in_flight[key] = entry
         entry.task.add_done_callback(lambda _: self._forget(key, entry))
         return entry
@@ -191,9 +203,11 @@ class VideoPreparer:
         if self._in_flight.get(key) is entry:
             del self._in_flight[key]
 
-    async def _compute(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
+    async def _compute(
+        self, data: bytes, spec: SamplingSpec, key: str, param: str, file_id: str | None
+    ) -> PreparedVideo:
         if spec.strategy == "space_aware":
-            video = await self._space_aware(data, spec, key, param)
+            video = await self._space_aware(data, spec, key, param, file_id)
         else:
             video = await self._within_deadline(param, self._prepare_uniform(data, spec, key))
         self.cache.store(key, video)
@@ -224,15 +238,36 @@ class VideoPreparer:
         used = frames_used("uniform", decoded.video_fps, decoded.indices)
         return PreparedVideo(decoded.frames, decoded.metadata, key, used)
 
-    async def _space_aware(self, data: bytes, spec: SamplingSpec, key: str, param: str) -> PreparedVideo:
+    def selection_key(self, spec: SamplingSpec) -> str:
+        """Everything a space-aware choice depends on besides the video: frames asked for, candidates, and the
+        VGGT weights and precision that scored them."""
+        assert self.geometry is not None
+        config = self.geometry.config
+        k = spec.num_frames or self.settings.default_num_frames
+        return f"space_aware:k={k}:candidates={self.settings.space_aware_candidates}:{config.source}:{config.dtype}"
+
+    async def _space_aware(
+        self, data: bytes, spec: SamplingSpec, key: str, param: str, file_id: str | None
+    ) -> PreparedVideo:
         if self.geometry is None:
             message = "Space-aware sampling is not available on this server (no VGGT weights)."
             raise APIError(400, message, "video_sampling.strategy")
         started = time.perf_counter()
+        stored = None
+        if file_id is not None and self.selections is not None:
+            stored = await asyncio.to_thread(self.selections.selection, file_id, self.selection_key(spec))
+        if stored is not None:  # another process (or this one, before a restart) chose already: no VGGT pass
+            SAMPLING_CACHE.labels("stored_selection").inc()
+            video = await self._in_pool(param, self._from_selection, data, stored, spec, key)
+            SAMPLING_SECONDS.labels("space_aware").observe(time.perf_counter() - started)
+            return video
         candidates: Candidates = await self._in_pool(param, self._decode_candidates, data)
         queued = time.perf_counter()
         k = spec.num_frames or self.settings.default_num_frames
         result = await self.geometry.select(candidates.vggt_input, k, param)
+        if file_id is not None and self.selections is not None:
+            chosen = StoredSelection([candidates.indices[p] for p in result.positions], len(candidates.indices))
+            await asyncio.to_thread(self.selections.keep_selection, file_id, self.selection_key(spec), chosen)
         SPACE_AWARE_STAGE_SECONDS.labels("queue").observe(
             time.perf_counter() - queued - result.vggt_s - result.selection_s
         )
@@ -253,8 +288,18 @@ class VideoPreparer:
         SPACE_AWARE_STAGE_SECONDS.labels("candidate_decode").observe(time.perf_counter() - started)
         return Candidates(info, indices, frames, vggt_input)
 
+    def _from_selection(self, data: bytes, stored: StoredSelection, spec: SamplingSpec, key: str) -> PreparedVideo:
+        """The frames of a stored selection, decoded by index (the same pixels as cutting them from the candidates'
+        decode: decord decodes a frame identically whichever others are asked for) and resized alike."""
+        with open_video(data, self.limits) as video:
+            frames = video.frames(stored.indices)
+            info = video.info
+        chosen = Candidates(info, stored.indices, frames, np.empty(0, np.uint8))
+        positions = list(range(len(stored.indices)))
+        return self._finish_space_aware(chosen, positions, spec, key, out_of=stored.candidates)
+
     def _finish_space_aware(
-        self, candidates: Candidates, positions: list[int], spec: SamplingSpec, key: str
+        self, candidates: Candidates, positions: list[int], spec: SamplingSpec, key: str, out_of: int | None = None
     ) -> PreparedVideo:
         """The chosen frames, cut from the candidates' decode and resized by qwen-vl-utils' rule."""
         started = time.perf_counter()
@@ -262,10 +307,11 @@ class VideoPreparer:
         indices = [candidates.indices[p] for p in positions]
         pixels = self._resize_space_aware(candidates.frames[positions], info, spec)
         SPACE_AWARE_STAGE_SECONDS.labels("resize").observe(time.perf_counter() - started)
-        used = frames_used("space_aware", info.fps, indices, candidates=len(candidates.indices))
+        out_of = len(candidates.indices) if out_of is None else out_of  # from a stored selection: its candidates
+        used = frames_used("space_aware", info.fps, indices, candidates=out_of)
         # fewer frames than asked is the original's rule for space-aware sampling, not an error: say so in the answer
         asked = spec.num_frames or self.settings.default_num_frames
-        note = space_aware_note(info.num_frames, len(candidates.indices), asked, len(indices))
+        note = space_aware_note(info.num_frames, out_of, asked, len(indices))
         if note is not None:
             used.update(requested_frames=asked, note=note)
         # what vLLM's Qwen2.5-VL processor reads; it sets M-RoPE's time axis (the seed's rule unless asked)

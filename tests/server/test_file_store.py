@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from server.errors import APIError
-from server.file_store import FileStore
+from server.file_store import LEASE_STALE_S, LEDGER, FileStore
 from server.settings import default_uploads_dir
+
+
+def upload_files(root: Path) -> list[str]:
+    """Every file in the store's directory but the ledger (the store's own bookkeeping, always there)."""
+    return sorted(p.name for p in root.iterdir() if p.name != LEDGER)
 
 
 def test_add_get_read_delete(tmp_path: Path) -> None:
@@ -28,7 +35,7 @@ def test_add_get_read_delete(tmp_path: Path) -> None:
     with pytest.raises(APIError) as caught:
         store.get(stored.id)
     assert caught.value.status == 404
-    assert list(tmp_path.iterdir()) == []
+    assert upload_files(tmp_path) == []
 
 
 def test_ids_are_unique_and_unguessable(tmp_path: Path) -> None:
@@ -51,7 +58,7 @@ def test_expired_files_are_gone_and_their_owner_hears_they_expired(tmp_path: Pat
         store.get(stored.id, "a" * 32)
     assert caught.value.status == 404 and "expired at" in caught.value.message
     assert store.sweep() == 1
-    assert list(tmp_path.iterdir()) == []
+    assert upload_files(tmp_path) == []
     for owner in ("a" * 32, "b" * 32):  # still "expired" after the sweep, but only to its owner
         with pytest.raises(APIError) as caught:
             store.read(stored.id, owner)
@@ -65,7 +72,7 @@ def test_quota_is_507_and_leaves_nothing(tmp_path: Path) -> None:
         store.add(b"123", "b.mp4", "user_data")
     assert caught.value.status == 507
     assert len(list(tmp_path.glob("file-*.bin"))) == 1
-    assert not list(tmp_path.glob(".*"))
+    assert not [p for p in tmp_path.glob(".*") if p.name != LEDGER]
 
 
 def test_each_key_has_its_own_quota_and_the_507_says_which_was_hit(tmp_path: Path) -> None:
@@ -86,13 +93,19 @@ def test_each_key_has_its_own_quota_and_the_507_says_which_was_hit(tmp_path: Pat
 def test_start_up_clears_partials_orphans_and_expired_entries(tmp_path: Path) -> None:
     kept = FileStore(tmp_path, ttl_s=60, quota_bytes=100).add(b"live", "a.mp4", "user_data")
     expired = FileStore(tmp_path, ttl_s=0, quota_bytes=100).add(b"old", "a.mp4", "user_data")
-    (tmp_path / ".file-abc.partial").write_bytes(b"half")  # a crash mid-write
-    (tmp_path / f"file-{'1' * 32}.bin").write_bytes(b"no record")
-    (tmp_path / f"file-{'2' * 32}.json").write_text(json.dumps({**kept.__dict__, "id": f"file-{'2' * 32}"}))
-    (tmp_path / f"file-{'3' * 32}.json").write_text("{not json")
-    (tmp_path / f"file-{'3' * 32}.bin").write_bytes(b"bad record")
+    leftovers = [
+        tmp_path / ".file-abc.partial",  # a crash mid-write
+        tmp_path / f"file-{'1' * 32}.bin",  # a blob without its record
+        tmp_path / f"file-{'2' * 32}.json",  # a record without its blob
+        tmp_path / f"file-{'3' * 32}.json",  # a damaged record...
+        tmp_path / f"file-{'3' * 32}.bin",  # ...with its blob
+    ]
+    for path in leftovers:
+        path.write_text(json.dumps({**kept.__dict__, "id": path.stem}) if path.name.startswith("file-2") else "{x")
+        stale = time.time() - LEASE_STALE_S - 1  # untouched for longer than a lease lives: nobody is writing it
+        os.utime(path, (stale, stale))
     store = FileStore(tmp_path, ttl_s=60, quota_bytes=100)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{kept.id}.bin", f"{kept.id}.json"]
+    assert upload_files(tmp_path) == sorted([f"{kept.id}.bin", f"{kept.id}.json"])
     assert [f.id for f in store.list().files] == [kept.id]
     with pytest.raises(APIError, match="expired"):
         store.get(expired.id)
@@ -162,7 +175,7 @@ def test_a_stream_over_the_limit_is_413_naming_the_field_and_leaves_nothing(tmp_
     with pytest.raises(APIError) as caught:
         store.receive(iter([]), max_bytes=10)
     assert (caught.value.status, caught.value.param) == (400, "file")
-    assert list(tmp_path.iterdir()) == []
+    assert upload_files(tmp_path) == []
 
 
 def test_default_directory_is_the_xdg_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -187,4 +200,4 @@ def test_uploads_belong_to_their_owner(tmp_path: Path) -> None:
     assert [f.id for f in store.list("a" * 32).files] == [mine.id]
     assert store.list("b" * 32).files == [] and store.list().files == []
     store.delete(mine.id, "a" * 32)
-    assert list(tmp_path.iterdir()) == []
+    assert upload_files(tmp_path) == []
