@@ -92,6 +92,8 @@ def test_the_command_refuses_a_gpu_this_machine_does_not_have(tiny_checkpoint: P
         env=environ,
     )
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [
+    assert "Traceback" not in done.stderr
+    # the refusal comes after vLLM's parser loaded (vLLM's import notices may precede it): it is the last line
+    assert done.stderr.strip().splitlines()[-1] == (
         "spatial-mllm-serve: error: --space-aware-device cuda:1: this machine has no CUDA GPU; use cpu or auto"
-    ]
+    )
