@@ -30,6 +30,15 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def running(command: list[str], log: Path, timeout_s: float = 600) -> Iterator[str]:
     """Run ``command`` (which must accept ``--host/--port``) until /health is 200; yields the base URL."""
+    with running_process(command, log, timeout_s) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def running_process(
+    command: list[str], log: Path, timeout_s: float = 600
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As :func:`running`, also yielding the process (to read its tree's CPU time)."""
     port = _free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
     with log.open("w") as out:
@@ -48,7 +57,7 @@ def running(command: list[str], log: Path, timeout_s: float = 600) -> Iterator[s
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{command[:3]} not ready after {timeout_s} s")
             time.sleep(1)
-        yield base
+        yield base, process
     finally:
         process.terminate()
         try:

@@ -30,6 +30,7 @@ import numpy as np
 from sampling.geometry_budget import DTYPE_BYTES, GeometryShape, worst_case_bytes
 from sampling.geometry_pass import PassResult, WorkerConfig, worker_main
 from server.errors import APIError
+from server.gpu_layout import engine_share_bytes, geometry_device, visible_gpu_count
 from server.metrics import GEOMETRY_MEMORY, GEOMETRY_PASSES, GEOMETRY_QUEUE_DEPTH, GEOMETRY_RESTARTS, PASSES_RUNNING
 from server.settings import GiB, ServerSettings
 
@@ -58,14 +59,6 @@ def geometry_source(model: str, settings: ServerSettings) -> Path | None:
         return None
 
 
-def _device(setting: str) -> str:
-    from vllm.platforms import current_platform  # NVML-based: no CUDA context in the API process
-
-    if setting == "auto":
-        return "cuda:0" if current_platform.is_cuda() else "cpu"
-    return "cuda:0" if setting == "cuda" else setting
-
-
 def _device_bytes(device: str) -> int:
     if device.startswith("cuda"):
         from vllm.platforms import current_platform
@@ -76,13 +69,20 @@ def _device_bytes(device: str) -> int:
     return int(psutil.virtual_memory().total)
 
 
-def _engine_bytes(args: Namespace, device: str, total: int) -> int:
-    """The engine's share of ``device``: ``--gpu-memory-utilization`` of a GPU it runs on, else nothing."""
-    if not device.startswith("cuda"):
-        return 0
-    engine_gpus = int(args.tensor_parallel_size or 1) * int(args.pipeline_parallel_size or 1)
-    shared = int(device.partition(":")[2] or 0) < engine_gpus
-    return int(float(args.gpu_memory_utilization) * total) if shared else 0
+def budget_refusal(args: Namespace, device: str, total: int, budget: int) -> str | None:
+    """Why ``budget`` does not fit on ``device`` (``total`` bytes) beside the engine that shares it, or None.
+
+    With data parallelism every GPU may run an engine (:mod:`server.gpu_layout`); only the one on the worker's
+    device counts, with its ``--gpu-memory-utilization`` share."""
+    engine = engine_share_bytes(args, device, total)
+    overhead = CUDA_CONTEXT_BYTES if device.startswith("cuda") else 0
+    if budget + overhead + engine <= total:
+        return None
+    return (
+        f"the space-aware budget ({budget / GiB:.3g} GiB) plus the share of the engine on {device} "
+        f"({engine / GiB:.3g} GiB) exceed {device} ({total / GiB:.3g} GiB): lower --gpu-memory-utilization or "
+        "--space-aware-budget-gib, or move it with --space-aware-device."
+    )
 
 
 def plan_geometry(args: Namespace, settings: ServerSettings) -> WorkerConfig | None:
@@ -95,7 +95,7 @@ def plan_geometry(args: Namespace, settings: ServerSettings) -> WorkerConfig | N
     source = geometry_source(args.model, settings)
     if source is None:
         return None
-    device = _device(settings.space_aware_device)
+    device = geometry_device(settings.space_aware_device, visible_gpu_count())  # pre-flight checked the setting
     dtype = "bfloat16" if device.startswith("cuda") else "float32"
     need = worst_case_bytes(GeometryShape.of(source), settings.space_aware_candidates, DTYPE_BYTES[dtype])
     budget = int(settings.space_aware_budget_gib * GiB) or need
@@ -106,14 +106,8 @@ def plan_geometry(args: Namespace, settings: ServerSettings) -> WorkerConfig | N
             "--space-aware-candidates."
         )
     total = _device_bytes(device)
-    engine = _engine_bytes(args, device, total)
-    overhead = CUDA_CONTEXT_BYTES if device.startswith("cuda") else 0
-    if budget + overhead + engine > total:
-        raise SystemExit(
-            f"spatial-mllm-serve: the space-aware budget ({budget / GiB:.3g} GiB) plus the engine's share "
-            f"({engine / GiB:.3g} GiB) exceed {device} ({total / GiB:.3g} GiB): lower --gpu-memory-utilization or "
-            "--space-aware-budget-gib, or move it with --space-aware-device."
-        )
+    if (refusal := budget_refusal(args, device, total, budget)) is not None:
+        raise SystemExit(f"spatial-mllm-serve: {refusal}")
     return WorkerConfig(source, device, dtype, budget, total)
 
 

@@ -171,3 +171,16 @@ def check_engine_options(args: Namespace, environ: Mapping[str, str]) -> None:
         check_model(args.model, environ)
     check_environment(environ)
     check_serving_flags(args)
+    check_gpu_layout(args)
+
+
+def check_gpu_layout(args: Namespace) -> None:
+    """The geometry worker's device exists, and the engines (data parallel x tensor parallel) find their GPUs."""
+    from server.gpu_layout import check_gpus_suffice, geometry_device, visible_gpu_count
+
+    gpus = visible_gpu_count()
+    try:
+        geometry_device(getattr(args, "space_aware_device", "auto"), gpus)
+        check_gpus_suffice(args, gpus)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

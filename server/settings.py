@@ -51,7 +51,7 @@ class ServerSettings(BaseModel):
     max_decoded_pixels: int = Field(128 * 1920 * 1080, description="cap on decoded pixels per video, candidates too")
     space_aware_candidates: int = Field(128, description="frames decoded as candidates for space-aware selection")
     space_aware_weights: Path | None = Field(None, description="VGGT weights for space-aware sampling (default: model)")
-    space_aware_device: str = Field("auto", description="device of the space-aware selector (auto, cpu, cuda...)")
+    space_aware_device: str = Field("auto", description="VGGT worker device: auto (last GPU, else cpu), cpu, cuda:N")
     sampling_cache_bytes: int = Field(2 * GiB, description="memory for prepared frames kept for repeated questions")
     decode_timeout_s: float = Field(120.0, description="seconds one video may take to decode and sample")
     # URL fetching

@@ -99,7 +99,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def start_server(checkpoint: Path, root: Path, *extra: str, env: dict[str, str] | None = None):
+def start_server(
+    checkpoint: Path, root: Path, *extra: str, env: dict[str, str] | None = None, timeout_s: float = START_TIMEOUT_S
+):
     """A real ``python -m server`` on the tiny checkpoint with the test caps; yields (Server, health statuses)."""
     port = free_port()
     log = root / "server.log"
@@ -127,7 +129,7 @@ def start_server(checkpoint: Path, root: Path, *extra: str, env: dict[str, str] 
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env)
     base = f"http://127.0.0.1:{port}"
     try:
-        statuses = wait_until_ready(base, process, log, START_TIMEOUT_S)
+        statuses = wait_until_ready(base, process, log, timeout_s)
         yield Server(base, API_KEYS[1], log, uploads, process, media_root), statuses
     finally:
         stop(process)

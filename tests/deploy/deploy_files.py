@@ -144,6 +144,13 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
+def compose_with_override(base: dict[str, Any], override: Path) -> dict[str, Any]:
+    """A Compose override file (``!override`` tags and all) merged over ``base`` as Compose merges it."""
+    import compose_files
+
+    return compose_files.merge(base, compose_files.load(override))
+
+
 def env_file(path: Path) -> dict[str, str]:
     lines = [line.strip() for line in path.read_text().splitlines()]
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))

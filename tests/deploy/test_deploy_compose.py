@@ -7,6 +7,7 @@ from pathlib import Path
 from deploy_files import (
     READINESS,
     ROOT,
+    compose_with_override,
     entrypoint_argv,
     env_file,
     image_environment,
@@ -48,8 +49,20 @@ def test_compose_command_is_accepted(tmp_path: Path) -> None:
     devices = SERVER["deploy"]["resources"]["reservations"]["devices"]
     assert [(d["driver"], d["capabilities"]) for d in devices] == [("nvidia", ["gpu"])]
     gpus = devices[0].get("count", len(devices[0].get("device_ids", [])))
-    assert gpus == args.tensor_parallel_size * args.pipeline_parallel_size
+    assert gpus == args.tensor_parallel_size * args.pipeline_parallel_size * args.data_parallel_size
     assert SERVER["ipc"] == "host" or "shm_size" in SERVER
+
+
+def test_data_parallel_override_reserves_one_gpu_per_engine(tmp_path: Path) -> None:
+    """deploy/compose/data-parallel.yml merged over the base as Compose merges it: one server, 2 engines, 2 GPUs."""
+    merged = compose_with_override(COMPOSE, ROOT / "deploy" / "compose" / "data-parallel.yml")
+    server = merged["services"]["server"]
+    env = _server_environment()
+    args, settings = parse_server_command(entrypoint_argv(server["command"], env, tmp_path), env)
+    (devices,) = server["deploy"]["resources"]["reservations"]["devices"]  # replaced (!override), not appended
+    assert args.data_parallel_size == devices["count"] == 2 and args.tensor_parallel_size == 1
+    assert settings.max_concurrent_requests > args.max_num_seqs * args.data_parallel_size - 1
+    assert server["ports"] == SERVER["ports"] and server["healthcheck"] == SERVER["healthcheck"]  # the rest: base's
 
 
 def test_secrets_pass_through_and_are_never_written() -> None:

@@ -65,7 +65,7 @@ def test_container_command_line_and_wiring(directory: Path, tmp_path: Path) -> N
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 20 * 60  # a cold cache downloads ~9 GB
 
     resources = container["resources"]
-    gpus = args.tensor_parallel_size * args.pipeline_parallel_size
+    gpus = args.tensor_parallel_size * args.pipeline_parallel_size * args.data_parallel_size  # one node: all local
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == gpus
 
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
@@ -86,6 +86,17 @@ def test_tensor_parallel_overlay_really_changes_the_gpu_count(tmp_path: Path) ->
     assert "--tensor-parallel-size" in container["containers"][0]["args"]
     (dshm,) = [volume for volume in container["volumes"] if volume["name"] == "dshm"]  # patched by index
     assert dshm["emptyDir"]["sizeLimit"] == "16Gi"
+
+
+def test_data_parallel_overlay_runs_one_engine_per_gpu_behind_one_server(tmp_path: Path) -> None:
+    documents = render(K8S / "overlays" / "data-parallel-2")
+    (container,) = find(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = _container_environment(documents, container)
+    args, settings = parse_server_command(entrypoint_argv(container["args"], env, tmp_path), env)
+    assert (args.data_parallel_size, args.tensor_parallel_size) == (2, 1)
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert settings.max_concurrent_requests == 128  # the patch replaced the value by index: still the right flag
+    assert settings.max_concurrent_requests > args.max_num_seqs * args.data_parallel_size - 1
 
 
 def test_ingress_nginx_hashes_the_affinity_header() -> None:
