@@ -1,6 +1,6 @@
 """Benchmark: where one space-aware request's time goes, stage by stage (tiny checkpoint, CPU, in process).
 
-The stages are the server's (``server.video_prep`` through ``sampling.space_aware``), run here one after the
+The stages are the server's (``server.frames.video_prep`` through ``sampling.space_aware``), run here one after the
 other on one synthetic 640x480 H.264 video held in memory:
 
 1. candidate decode: open the bytes with decord and decode the ``--candidates`` uniformly spaced candidates;

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_CHECKPOINT = Path.home() / ".cache" / "spatial-mllm-serve" / "full-v1.1"
-DTYPE = "float32"  # what the worker runs on a CPU (server/geometry_worker.py plan_geometry)
+DTYPE = "float32"  # what the worker runs on a CPU (server/frames/geometry_worker.py plan_geometry)
 
 
 def _status_bytes(field: str) -> int:

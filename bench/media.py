@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.demo import write_sample_video
+from server.runtime.demo import write_sample_video
 
 
 def synthetic_mp4(path: Path, frames: int, height: int, width: int, fps: int = 4, seed: int = 0) -> bytes:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # only for hints: spatial-mllm-serve reads REASONS before vLLM is imported (server/preflight.py)
+if (
+    TYPE_CHECKING
+):  # only for hints: spatial-mllm-serve reads REASONS before vLLM is imported (server/runtime/preflight.py)
     from vllm.config import VllmConfig
 
 

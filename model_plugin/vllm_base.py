@@ -141,7 +141,7 @@ class SpatialQwen2_5_VL(Qwen2_5_VLForConditionalGeneration):
         sizes = [e.shape[0] for e in embeds]
         return tuple(e + d.to(e.dtype) for e, d in zip(embeds, delta.split(sizes), strict=True))
 
-    # vLLM's private hooks overridden here (and _mark_tower_model above) are listed in server/vllm_seams.py
+    # vLLM's private hooks overridden here (and _mark_tower_model above) are listed in server/runtime/vllm_seams.py
     # (MODEL_SEAMS) and checked against the installed vLLM by tests/server/test_vllm_seams.py.
     def _process_video_input(self, video_input) -> tuple[torch.Tensor, ...]:
         embeds = super()._process_video_input(video_input)

@@ -60,7 +60,7 @@ _HEAD_BYTES = 512
 class VideoInfo:
     """What a video is, as displayed. ``rotation`` is clockwise degrees (0/90/180/270) applied for display.
 
-    Also the ``video`` field of an upload's file object (:class:`server.protocol.FileObject`), as these fields."""
+    Also the ``video`` field of an upload's file object (:class:`server.api.protocol.FileObject`), as these fields."""
 
     num_frames: int
     fps: float

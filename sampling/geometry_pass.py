@@ -1,6 +1,6 @@
 """The geometry worker process's side: load VGGT once, then run passes one at a time from a pipe.
 
-Kept apart from :mod:`server.geometry_worker` (the supervising side) so the child process imports only torch and
+Kept apart from :mod:`server.frames.geometry_worker` (the supervising side) so the child process imports only torch and
 the sampling code, never vLLM or the web stack. Protocol, one tuple per message:
 
 - child -> parent on start: ``("ready", detail)`` or ``("failed", reason)``;

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from sampling.errors import VideoError
-from server.vllm_seams import ErrorInfo, ErrorResponse
+from server.runtime.vllm_seams import ErrorInfo, ErrorResponse
 
 ERROR_TYPES = {
     400: "BadRequestError",

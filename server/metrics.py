@@ -26,7 +26,7 @@ UPLOAD_BYTES = Counter("spatial_mllm_upload_bytes_total", "Bytes of video receiv
 REQUESTS = Counter("spatial_mllm_requests_total", "HTTP requests by route and status code.", ["route", "status"])
 REJECTED = Counter("spatial_mllm_rejected_total", "Requests refused by admission control.", ["reason"])
 
-# space-aware sampling's geometry worker (server.geometry_worker)
+# space-aware sampling's geometry worker (server.frames.geometry_worker)
 SPACE_AWARE_STAGE_SECONDS = Histogram(
     "spatial_mllm_space_aware_stage_seconds",
     "Seconds per stage of space-aware sampling: candidate_decode (decode + VGGT preprocessing, API process), "

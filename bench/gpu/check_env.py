@@ -19,7 +19,7 @@ def main() -> None:
 
     import model_plugin.vllm_model
     import model_plugin.vllm_model_v1_0
-    import server.app  # noqa: F401 - importing is the check
+    import server.runtime.app  # noqa: F401 - importing is the check
 
     plugins = [ep.name for ep in entry_points(group="vllm.general_plugins")]
     if "spatial_mllm" not in plugins:

@@ -2,7 +2,8 @@
 
 A container's command line is computed, not guessed: the image's real entrypoint script runs under ``sh`` with the
 container's environment and a stub ``spatial-mllm-serve`` that reports the argv it was given; that argv and
-environment then go through the server's own parser (``server.cli.build_parser``), vLLM's serve-argument checks and
+environment then go through the server's own parser (``server.runtime.cli.build_parser``), vLLM's serve-argument
+checks and
 our settings' validation, exactly as ``spatial-mllm-serve`` would at start-up before loading anything.
 """
 
@@ -33,8 +34,8 @@ LIVENESS, READINESS = "/health", "/ready"
 
 
 def probe_paths() -> set[str]:
-    """The paths the server's probe routes answer on (server/health.py)."""
-    from server.health import router
+    """The paths the server's probe routes answer on (server/api/health.py)."""
+    from server.api.health import router
 
     return {route.path for route in router.routes}
 
@@ -124,7 +125,7 @@ def parse_server_command(argv: list[str], environ: Mapping[str, str]) -> tuple[N
     """Parse as ``spatial-mllm-serve`` does before it loads anything; a refusal fails the test with the reason."""
     from vllm.entrypoints.launchers.cli_args import validate_parsed_serve_args
 
-    from server.cli import build_parser, settings_from_args
+    from server.runtime.cli import build_parser, settings_from_args
 
     parser = build_parser(environ=environ)
     try:

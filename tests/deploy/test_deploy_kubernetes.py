@@ -22,7 +22,7 @@ from deploy_files import (
 )
 from kustomize_lite import UnsupportedKustomization, apply_json_patch, render
 
-from server.settings import ServerSettings
+from server.runtime.settings import ServerSettings
 
 AFFINITY_HEADER = "X-Video-Id"
 

@@ -10,7 +10,7 @@ import re
 import yaml
 from deploy_files import K8S, ROOT, find, load_yaml
 
-from server.settings import ServerSettings
+from server.runtime.settings import ServerSettings
 
 NGINX = ROOT / "deploy" / "nginx" / "spatial-mllm.conf"
 HEADER = "X-Video-Id"

@@ -21,8 +21,8 @@ import vllm_parity as parity
 from model_plugin.reference import Qwen2_5_VL_VGGTForConditionalGeneration, SpatialMLLMForConditionalGeneration
 from model_plugin.reference.demo import synthetic_video
 from model_plugin.reference.inference import build_inputs
-from server.launcher import engine_defaults
-from server.settings import ServerSettings
+from server.runtime.launcher import engine_defaults
+from server.runtime.settings import ServerSettings
 
 pytestmark = pytest.mark.engine
 

@@ -17,12 +17,12 @@ from vllm.entrypoints.launchers.app import build_app
 from vllm.exceptions import VLLMValidationError
 from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY
 
-from server.app import add_our_middleware, wire_resources
-from server.cli import build_parser
 from server.errors import install_error_handlers
-from server.launcher import ready_banner
-from server.media_connector import PreparedVideo
-from server.settings import ServerSettings
+from server.frames.media_connector import PreparedVideo
+from server.runtime.app import add_our_middleware, wire_resources
+from server.runtime.cli import build_parser
+from server.runtime.launcher import ready_banner
+from server.runtime.settings import ServerSettings
 
 
 def _wired(tmp_path: Path, **settings: object) -> FastAPI:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import build_parser, settings_from_args
-from server.preflight import ConfigError, check_engine_options
-from server.settings import ServerSettings
+from server.runtime.cli import build_parser, settings_from_args
+from server.runtime.preflight import ConfigError, check_engine_options
+from server.runtime.settings import ServerSettings
 
 
 def test_engine_options_pass_through_and_ours_parse() -> None:
@@ -155,7 +155,10 @@ def test_flags_this_server_cannot_honour_are_refused(
 
 
 def test_help_lists_our_options_with_one_line_each_without_loading_vllm() -> None:
-    probe = "import sys; from server.cli import main; main(['--help']); print('vllm loaded:', 'vllm' in sys.modules)"
+    probe = (
+        "import sys; from server.runtime.cli import main; main(['--help']); "
+        "print('vllm loaded:', 'vllm' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     text = done.stdout
     assert text.rstrip().endswith("vllm loaded: False")

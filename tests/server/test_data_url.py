@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.errors import APIError
-from server.media import _is_video_mime, parse_data_url
+from server.media.resolve import _is_video_mime, parse_data_url
 
 
 @settings(max_examples=400, deadline=None)

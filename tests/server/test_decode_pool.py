@@ -15,11 +15,11 @@ from media import encode_mp4
 
 from sampling.cache import content_hash
 from sampling.errors import NotAVideoError
-from server.decode_jobs import start_worker
-from server.decode_pool import DecodePool, WorkerLost
 from server.errors import APIError
-from server.settings import ServerSettings
-from server.video_prep import SamplingSpec, VideoPreparer
+from server.frames.decode_jobs import start_worker
+from server.frames.decode_pool import DecodePool, WorkerLost
+from server.frames.video_prep import SamplingSpec, VideoPreparer
+from server.runtime.settings import ServerSettings
 
 
 def _alive(pid: int) -> bool:

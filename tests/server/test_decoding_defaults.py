@@ -8,9 +8,9 @@ from pathlib import Path
 from vllm.engine.arg_utils import AsyncEngineArgs
 
 from model_plugin.registration import register
-from server.cli import build_parser
-from server.launcher import engine_defaults
-from server.settings import ServerSettings
+from server.runtime.cli import build_parser
+from server.runtime.launcher import engine_defaults
+from server.runtime.settings import ServerSettings
 
 
 def default_sampling(checkpoint: Path, *options: str) -> dict:

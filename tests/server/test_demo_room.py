@@ -7,8 +7,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from server.demo import write_sample_video
-from server.demo_room import BOXES, render_room_video
+from server.runtime.demo import write_sample_video
+from server.runtime.demo_room import BOXES, render_room_video
 
 CHAIR_SEATS = [colour for low, high, colour in BOXES if high[1] == 0.47]  # a seat's top is at 0.47 m
 

@@ -20,8 +20,8 @@ from conftest import start_server
 from media import data_url, encode_mp4
 
 from server.errors import APIError
-from server.settings import ServerSettings
-from server.video_prep import SamplingSpec, VideoPreparer
+from server.frames.video_prep import SamplingSpec, VideoPreparer
+from server.runtime.settings import ServerSettings
 
 
 def _engine_core(pid: int) -> psutil.Process:
@@ -79,7 +79,7 @@ def test_a_hanging_decoder_is_bounded_by_the_timeout(tmp_path: Path, monkeypatch
     video = encode_mp4(frames, tmp_path / "v.mp4").read_bytes()
     preparer = VideoPreparer(ServerSettings(decode_timeout_s=0.5))
 
-    async def hang(*args):  # the request's deadline covers waiting for a decoder too (server/decode_pool.py)
+    async def hang(*args):  # the request's deadline covers waiting for a decoder too (server/frames/decode_pool.py)
         await asyncio.sleep(3)
 
     monkeypatch.setattr(preparer, "_prepare_uniform", hang)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from server.errors import APIError
-from server.fetch import FetchPolicy, fetch_bytes
+from server.media.fetch import FetchPolicy, fetch_bytes
 
 BODY = b"0123456789" * 1000
 
@@ -125,7 +125,7 @@ def test_private_and_odd_urls_are_refused(url: str) -> None:
 def test_redirect_into_private_network_is_refused(origin: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Pretend the test origin (on loopback) is a public host, so the first hop passes both the DNS and the peer
     # check; the redirect to the cloud metadata address must then be refused on its own.
-    import server.fetch as fetch
+    import server.media.fetch as fetch
 
     real = fetch._is_public
     monkeypatch.setattr(fetch, "_is_public", lambda address: address == "127.0.0.1" or real(address))
@@ -137,7 +137,7 @@ def test_redirect_into_private_network_is_refused(origin: str, monkeypatch: pyte
 def test_the_checked_address_is_the_one_connected_to(origin: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """DNS rebinding: a name that answers a public address to the check and a private one a moment later. The
     fetch resolves once per hop and connects to the address it checked, with the name in ``Host``."""
-    import server.fetch as fetch
+    import server.media.fetch as fetch
 
     port = origin.rsplit(":", 1)[1]
     answers = iter([["127.0.0.1"], ["10.0.0.1"], ["10.0.0.1"]])  # what the rebinding name answers, in turn
@@ -157,7 +157,7 @@ def test_the_checked_address_is_the_one_connected_to(origin: str, monkeypatch: p
 
 
 def test_https_keeps_the_host_name_for_sni_and_certificates() -> None:
-    from server.fetch import _pinned_request
+    from server.media.fetch import _pinned_request
 
     target, headers, extensions = _pinned_request("https://videos.example.com:8443/a.mp4?x=1", "2001:db8::7")
     assert str(target) == "https://[2001:db8::7]:8443/a.mp4?x=1"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from server.errors import APIError
-from server.file_store import LEASE_STALE_S, LEDGER, FileStore
-from server.settings import default_uploads_dir
+from server.runtime.settings import default_uploads_dir
+from server.uploads.file_store import LEASE_STALE_S, LEDGER, FileStore
 
 
 def upload_files(root: Path) -> list[str]:

@@ -12,11 +12,11 @@ from media import encode_mp4
 from qwen_vl_utils.vision_process import smart_resize as qwen_smart_resize
 
 from sampling.cache import content_hash
+from server.api.protocol import VideoSampling
 from server.errors import APIError
-from server.media import MediaResolver
-from server.protocol import VideoSampling
-from server.settings import ServerSettings
-from server.video_prep import VideoPreparer
+from server.frames.video_prep import VideoPreparer
+from server.media.resolve import MediaResolver
+from server.runtime.settings import ServerSettings
 
 SETTINGS = ServerSettings(max_pixels_per_frame=12544, min_pixels_per_frame=3136, max_num_frames=16)
 

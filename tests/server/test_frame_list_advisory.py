@@ -21,11 +21,11 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from server.api.protocol import SpatialChatCompletionRequest
 from server.errors import APIError
-from server.inline_media import InlineMedia
-from server.media import inline_video_bytes
-from server.protocol import SpatialChatCompletionRequest
-from server.vllm_media_options import apply_vllm_media_options
+from server.media.inline_media import InlineMedia
+from server.media.resolve import inline_video_bytes
+from server.media.vllm_media_options import apply_vllm_media_options
 
 FRAMES = 5000
 SIDE = 128

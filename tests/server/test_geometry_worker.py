@@ -31,9 +31,9 @@ from sampling.cache import content_hash
 from sampling.geometry import candidate_indices, preprocess_frames_uint8
 from sampling.geometry_budget import GeometryShape, largest_chunk, pass_bytes, worst_case_bytes
 from server.errors import APIError
-from server.geometry_worker import GeometryWorker, plan_geometry
-from server.settings import ServerSettings
-from server.video_prep import SamplingSpec, VideoPreparer
+from server.frames.geometry_worker import GeometryWorker, plan_geometry
+from server.frames.video_prep import SamplingSpec, VideoPreparer
+from server.runtime.settings import ServerSettings
 
 CANDIDATES = 4
 

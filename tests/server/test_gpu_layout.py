@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import build_parser
-from server.geometry_worker import budget_refusal
-from server.gpu_layout import check_gpus_suffice, engine_gpus, engine_share_bytes, geometry_device
-from server.settings import GiB
+from server.frames.geometry_worker import budget_refusal
+from server.runtime.cli import build_parser
+from server.runtime.gpu_layout import check_gpus_suffice, engine_gpus, engine_share_bytes, geometry_device
+from server.runtime.settings import GiB
 
 H100 = 80 * GiB
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from server.api.protocol import SpatialChatCompletionRequest, VideoSampling
 from server.errors import APIError
-from server.image_frames import FRAME_LIST_FPS, frames_video, merge_frame_lists
-from server.media_access import MediaAccess
-from server.protocol import SpatialChatCompletionRequest, VideoSampling
-from server.video_prep import SamplingSpec
-from server.vllm_media_options import apply_vllm_media_options
+from server.frames.video_prep import SamplingSpec
+from server.media.image_frames import FRAME_LIST_FPS, frames_video, merge_frame_lists
+from server.media.media_access import MediaAccess
+from server.media.vllm_media_options import apply_vllm_media_options
 
 
 def _png(value: int, height: int = 64, width: int = 96) -> bytes:

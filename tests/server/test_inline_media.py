@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.inline_media import INLINE_PREFIX, InlineMedia, inline_videos
-from server.middleware import BodyLimit
+from server.api.middleware import BodyLimit
+from server.media.inline_media import INLINE_PREFIX, InlineMedia, inline_videos
 
 VIDEO = bytes(range(256)) * 8192  # 2 MiB
 

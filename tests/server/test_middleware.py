@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.middleware import Admission, APIKeys, BodyLimit, RequestContext
+from server.api.middleware import Admission, APIKeys, BodyLimit, RequestContext
 
 
 async def _echo(request: Request) -> JSONResponse:

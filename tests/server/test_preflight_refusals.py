@@ -2,7 +2,8 @@
 line naming what to change, no traceback. Engine flags the model refuses (model_plugin/capabilities.py), flags
 for another process layout (``--headless``), and a Hugging Face id that is neither cached nor reachable.
 
-"Before vLLM" is checked, not timed: each refusal runs ``server.cli.main`` in a fresh interpreter that then reports
+"Before vLLM" is checked, not timed: each refusal runs ``server.runtime.cli.main`` in a fresh interpreter that then
+reports
 whether ``vllm`` was ever imported."""
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from model_plugin.capabilities import ENCODER_CUDA_GRAPHS, REASONS
-from server.cli import as_vllm_spells, front_parser
-from server.preflight import check_front
+from server.runtime.cli import as_vllm_spells, front_parser
+from server.runtime.preflight import check_front
 
 # main() under a probe: its stderr, then one line saying whether vLLM was imported
 PROBE = """
 import sys
-from server.cli import main
+from server.runtime.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit as stop:
@@ -157,7 +158,9 @@ def test_cached_hub_id_passes_without_network(tmp_path: Path) -> None:
     (snapshot / "config.json").write_text(json.dumps({"model_type": "spatial-mllm"}))
     (tmp_path / "models--org--model" / "refs").mkdir()
     (tmp_path / "models--org--model" / "refs" / "main").write_text("0" * 40)
-    code = "import os; from server.preflight import check_model; check_model('org/model', os.environ); print('ok')"
+    code = (
+        "import os; from server.runtime.preflight import check_model; check_model('org/model', os.environ); print('ok')"
+    )
     env = _environment(HF_HUB_CACHE=str(tmp_path), HF_ENDPOINT="http://127.0.0.1:1")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -1,5 +1,5 @@
 """The ready line waits for real answers, and a server stopped before it started ends its lifespan cleanly
-(server/ready_line.py), on a real uvicorn server with a small app; no engine."""
+(server/runtime/ready_line.py), on a real uvicorn server with a small app; no engine."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import uvicorn
 from fastapi import FastAPI, Response
 from processes import free_port
 
-from server.ready_line import finish, local_base_url, start_announcing
-from server.settings import ServerSettings
+from server.runtime.ready_line import finish, local_base_url, start_announcing
+from server.runtime.settings import ServerSettings
 
 
 def _args(port: int, host: str | None = "127.0.0.1") -> argparse.Namespace:

@@ -26,7 +26,7 @@ from conftest import API_KEYS, REPO_ROOT, Server, start_server
 from media import encode_mp4
 from processes import free_port, stop
 
-from server.file_store import LEASE_RENEW_S, LEASE_STALE_S
+from server.uploads.file_store import LEASE_RENEW_S, LEASE_STALE_S
 
 pytestmark = pytest.mark.engine
 MODEL = "spatial-mllm-tiny"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from server import file_store
 from server.errors import APIError
-from server.file_store import LEDGER, FileStore, StoredSelection
+from server.uploads import file_store
+from server.uploads.file_store import LEDGER, FileStore, StoredSelection
 
 A, B = "a" * 32, "b" * 32
 

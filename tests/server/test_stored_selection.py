@@ -14,10 +14,10 @@ import pytest
 from media import encode_mp4
 from prometheus_client import REGISTRY
 
-from server.file_store import FileStore
-from server.geometry_worker import GeometryWorker, plan_geometry
-from server.settings import ServerSettings
-from server.video_prep import SamplingSpec, VideoPreparer
+from server.frames.geometry_worker import GeometryWorker, plan_geometry
+from server.frames.video_prep import SamplingSpec, VideoPreparer
+from server.runtime.settings import ServerSettings
+from server.uploads.file_store import FileStore
 
 CANDIDATES = 4
 

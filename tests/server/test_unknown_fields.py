@@ -13,9 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from server import chat, files_api, frames_api, oneshot
+from server.api import chat, files_api, frames_api, oneshot
+from server.api.protocol import SpatialChatCompletionRequest
 from server.errors import install_error_handlers
-from server.protocol import SpatialChatCompletionRequest
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

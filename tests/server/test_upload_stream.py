@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.requests import ClientDisconnect, Request
 
-from server import files_api
+from server.api import files_api
 from server.errors import APIError, install_error_handlers
-from server.file_store import LEDGER, FileStore
-from server.settings import ServerSettings
-from server.upload_stream import StreamedUpload, parse_into_store
-from server.video_prep import VideoPreparer
+from server.frames.video_prep import VideoPreparer
+from server.runtime.settings import ServerSettings
+from server.uploads.file_store import LEDGER, FileStore
+from server.uploads.upload_stream import StreamedUpload, parse_into_store
 
 BOUNDARY = "unit-test-boundary"
 

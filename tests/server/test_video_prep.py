@@ -11,13 +11,13 @@ import pytest
 from media import encode_mp4
 
 from sampling.cache import content_hash
+from server.api.protocol import VideoSampling
 from server.errors import APIError
-from server.file_store import FileStore
-from server.media import MediaResolver
-from server.media_connector import PreparedVideoStore
-from server.protocol import VideoSampling
-from server.settings import ServerSettings
-from server.video_prep import SamplingSpec, VideoPreparer
+from server.frames.media_connector import PreparedVideoStore
+from server.frames.video_prep import SamplingSpec, VideoPreparer
+from server.media.resolve import MediaResolver
+from server.runtime.settings import ServerSettings
+from server.uploads.file_store import FileStore
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_a_failure_reaches_every_waiter_naming_its_field_and_is_not_cached() -> 
 
 
 def test_the_frames_field_goes_into_the_first_stream_chunk_only() -> None:
-    from server.chat import with_frames_in_first_chunk
+    from server.api.chat import with_frames_in_first_chunk
 
     used = [{"strategy": "uniform", "indices": [0, 5], "timestamps_s": [0.0, 1.25]}]
     chunks = [{"object": "chat.completion.chunk", "choices": [{"delta": {"content": c}}]} for c in ("a", "b")]

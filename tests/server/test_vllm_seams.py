@@ -1,4 +1,5 @@
-"""The contract between this server and the installed vLLM: every seam of ``server/vllm_seams.py`` checked against
+"""The contract between this server and the installed vLLM: every seam of ``server/runtime/vllm_seams.py`` checked
+against
 vLLM as installed, without an engine. An upgrade that moves, renames or changes what we touch fails here, with a
 message naming the seam and what to change, instead of as a parity diff or a 500 far from its cause."""
 
@@ -19,10 +20,10 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from server import vllm_seams
-from server.app import VLLM_ROUTES_KEPT
-from server.cli import build_parser
-from server.vllm_seams import MODEL_SEAMS, SEAMS, STATE_ATTRIBUTES, Seam
+from server.runtime import vllm_seams
+from server.runtime.app import VLLM_ROUTES_KEPT
+from server.runtime.cli import build_parser
+from server.runtime.vllm_seams import MODEL_SEAMS, SEAMS, STATE_ATTRIBUTES, Seam
 
 SERVER_DIR = Path(vllm_seams.__file__).parent
 # The routes vLLM 0.32's build_app makes for a generating model. keep_routes drops all but VLLM_ROUTES_KEPT, so a
@@ -51,7 +52,7 @@ def _resolve(target: str) -> Any:
 
 
 def _where(seam: Seam) -> str:
-    return f"seam {seam.name} (server/vllm_seams.py) relies on vLLM's {seam.upstream}: {seam.why}"
+    return f"seam {seam.name} (server/runtime/vllm_seams.py) relies on vLLM's {seam.upstream}: {seam.why}"
 
 
 def _digest(source: str) -> str:
@@ -100,12 +101,13 @@ def test_build_app_makes_the_routes_we_expect_and_keep_routes_keeps_ours(tmp_pat
     made = {path for route in app.router.routes if (path := getattr(route, "path", None))}
     assert made >= VLLM_ROUTES_KEPT, (
         f"vLLM's build_app no longer makes {sorted(VLLM_ROUTES_KEPT - made)}, which this server keeps "
-        "(server/app.py VLLM_ROUTES_KEPT): serve them ourselves or drop them from the product."
+        "(server/runtime/app.py VLLM_ROUTES_KEPT): serve them ourselves or drop them from the product."
     )
     added, gone = sorted(made - EXPECTED_VLLM_ROUTES), sorted(EXPECTED_VLLM_ROUTES - made)
     assert not added and not gone, (
-        f"vLLM's build_app now makes {added} and no longer {gone}. keep_routes (server/vllm_seams.py) drops every "
-        "route not in server/app.py VLLM_ROUTES_KEPT: decide whether a new one belongs to this product, then "
+        f"vLLM's build_app now makes {added} and no longer {gone}. keep_routes (server/runtime/vllm_seams.py) "
+        f"drops every "
+        "route not in server/runtime/app.py VLLM_ROUTES_KEPT: decide whether a new one belongs to this product, then "
         "update EXPECTED_VLLM_ROUTES here."
     )
     vllm_seams.keep_routes(app, VLLM_ROUTES_KEPT)
@@ -131,7 +133,7 @@ def test_our_lifespan_runs_inside_vllms(tmp_path: Path) -> None:
 
     asyncio.run(run())
     assert events == ["ours up", "serving", "ours down"], (
-        f"wrap_lifespan (server/vllm_seams.py) no longer runs our resources inside vLLM's lifespan: {events}"
+        f"wrap_lifespan (server/runtime/vllm_seams.py) no longer runs our resources inside vLLM's lifespan: {events}"
     )
 
 
@@ -148,8 +150,9 @@ def test_middleware_can_be_added_after_the_seam_and_not_before(tmp_path: Path) -
         pass  # the reason for allow_more_middleware: vLLM built the stack already
     else:
         pytest.fail(
-            "vLLM's build_app no longer builds the middleware stack: allow_more_middleware (server/vllm_seams.py) "
-            "can go, with its call in server/app.py add_our_middleware."
+            "vLLM's build_app no longer builds the middleware stack: allow_more_middleware "
+            "(server/runtime/vllm_seams.py) "
+            "can go, with its call in server/runtime/app.py add_our_middleware."
         )
     vllm_seams.allow_more_middleware(app)
     app.add_middleware(_Tag)
@@ -165,7 +168,7 @@ def test_vllm_sets_the_app_state_our_routes_read(attribute: str) -> None:
     setters = [path for path in root.rglob("*.py") if assignment.search(path.read_text(errors="replace"))]
     assert setters, (
         f"no module of vllm.entrypoints sets app.state.{attribute} any more; chat_serving / engine_client / "
-        "serve_args (server/vllm_seams.py) read it. Find where vLLM keeps it now and update the accessor."
+        "serve_args (server/runtime/vllm_seams.py) read it. Find where vLLM keeps it now and update the accessor."
     )
 
 
@@ -187,7 +190,7 @@ def test_our_media_connector_is_what_vllm_loads() -> None:
     source = inspect.getsource(renderer)
     assert "MEDIA_CONNECTOR_REGISTRY.load(" in source and "VLLM_MEDIA_CONNECTOR" in source, (
         "vLLM's chat renderer no longer loads its media connector by VLLM_MEDIA_CONNECTOR from the registry: "
-        "register_media_connector (server/vllm_seams.py) would change nothing and videos would skip our store. "
+        "register_media_connector (server/runtime/vllm_seams.py) would change nothing and videos would skip our store. "
         "Find the new way the renderer picks its connector."
     )
 
@@ -229,7 +232,7 @@ def test_server_imports_vllm_only_through_the_seams() -> None:
                     offenders.append(f"{path.name}:{node.lineno} imports {name}")
         offenders += [f"{path.name}: {match.group(0)!r}" for match in POKES.finditer(text)]
     assert not offenders, (
-        f"{offenders}: touch vLLM's server internals in server/vllm_seams.py only (import the name from there, "
+        f"{offenders}: touch vLLM's server internals in server/runtime/vllm_seams.py only (import the name from there, "
         "and add a Seam saying why and which upstream hook would replace it)."
     )
 

@@ -1,0 +1,1 @@
+"""Bytes -> frames (decoder processes, cache), the space-aware geometry worker, frames -> vLLM."""

@@ -1,0 +1,1 @@
+"""The app and its lifecycle: CLI, settings, pre-flight, launcher, wiring, signals, vLLM seams."""

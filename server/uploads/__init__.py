@@ -1,0 +1,1 @@
+"""The upload store behind the Files API."""
