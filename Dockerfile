@@ -49,14 +49,14 @@ COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/spatial-mllm-entryp
 
 # Server options come from SPATIAL_MLLM_<OPTION> variables (see `spatial-mllm-serve --help`), so a compose
 # `command:` or Kubernetes `args:` only has to carry what differs. MODEL is read by the entrypoint.
-# 0.85 of the GPU for the engine: space-aware sampling runs a second VGGT in the API process on the same GPU.
+# 0.78 of the GPU for the engine: space-aware sampling's geometry worker holds up to 14.4 GiB on the same GPU.
 ENV MODEL=Diankun/Spatial-MLLM-v1.1-Instruct-135K \
     HOME=/home/app \
     HF_HOME=/data/huggingface \
     SPATIAL_MLLM_HOST=0.0.0.0 \
     SPATIAL_MLLM_PORT=8000 \
     SPATIAL_MLLM_UPLOADS_DIR=/data/uploads \
-    SPATIAL_MLLM_GPU_MEMORY_UTILIZATION=0.85 \
+    SPATIAL_MLLM_GPU_MEMORY_UTILIZATION=0.78 \
     VLLM_NO_USAGE_STATS=1
 VOLUME ["/data/huggingface", "/data/uploads"]
 USER ${APP_UID}

@@ -60,7 +60,7 @@ def test_image_command_line_is_accepted(tmp_path: Path) -> None:
     args, settings = parse_server_command(argv, env)
     assert args.model == DEFAULT_MODEL
     assert (args.host, args.port) == ("0.0.0.0", 8000)
-    assert args.gpu_memory_utilization == 0.85
+    assert args.gpu_memory_utilization == 0.78  # leaves an 80 GB GPU room for the geometry budget (docs/DEPLOY.md)
     volumes = {v for keyword, a in final_stage(dockerfile_instructions()) if keyword == "VOLUME" for v in json.loads(a)}
     assert {str(settings.uploads_dir), env["HF_HOME"]} == volumes
     assert [a for keyword, a in final_stage(dockerfile_instructions()) if keyword == "EXPOSE"] == [str(args.port)]
