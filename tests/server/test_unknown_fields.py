@@ -8,6 +8,8 @@ accepted: the rule refuses only what neither they nor our extensions know.
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +18,8 @@ from fastapi import FastAPI
 from server.api import chat, files_api, frames_api, oneshot
 from server.api.protocol import SpatialChatCompletionRequest
 from server.errors import install_error_handlers
+from server.runtime.settings import ServerSettings
+from server.uploads.file_store import FileStore
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -25,6 +29,14 @@ def _post(path: str, method: str = "POST", **kwargs) -> httpx.Response:
     for module in (chat, files_api, frames_api, oneshot):
         app.include_router(module.router)
     install_error_handlers(app)
+    # /v1/files streams its form into the upload store as it arrives (server.uploads.upload_stream): a real one
+    with tempfile.TemporaryDirectory() as uploads:
+        app.state.files = FileStore(Path(uploads), ttl_s=60, quota_bytes=1 << 30)
+        app.state.settings = ServerSettings()
+        return _send(app, method, path, **kwargs)
+
+
+def _send(app: FastAPI, method: str, path: str, **kwargs) -> httpx.Response:
 
     async def send() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
