@@ -15,6 +15,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class Need:
     what: str
     present: Callable[[], bool]
     apt: str
+
+
+NGINX = "/usr/sbin/nginx"
 
 
 def program(name: str) -> Callable[[], bool]:
@@ -43,6 +47,10 @@ TEST = (
     Need("java (ScanQA's METEOR scorer)", program("java"), "default-jre-headless"),
     Need("chromium (the playground's browser test)", program("chromium"), "chromium"),
     Need("chromedriver (the playground's browser test)", program("chromedriver"), "chromium-driver"),
+    # the two-replica tests put Debian's nginx in front (tests/server/test_replicas.py); root's PATH has /usr/sbin
+    Need(
+        "nginx (the consistent-hashing proxy test)", lambda: program("nginx")() or Path(NGINX).exists(), "nginx-light"
+    ),
 )
 TARGETS = {"setup": SETUP, "test": TEST}
 
