@@ -12,6 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEMO_ROOT = Path(os.environ.get("SPATIAL_MLLM_CACHE", Path.home() / ".cache" / "spatial-mllm-serve"))
 DEMO_MODEL_NAME = "spatial-mllm-demo"
@@ -22,15 +26,19 @@ CPU_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": 8192, "enforce_eager
 
 def write_sample_video(path: Path, frames: int = 32, height: int = 224, width: int = 308, fps: int = 8) -> Path:
     """A few seconds of a synthetic room with four chairs and a table (:mod:`server.runtime.demo_room`) as H.264 mp4."""
-    import av
-
     from server.runtime.demo_room import render_room_video
 
-    pixels = render_room_video(frames, height, width)
+    return write_mp4(path, render_room_video(frames, height, width), fps)
+
+
+def write_mp4(path: Path, pixels: np.ndarray, fps: int) -> Path:
+    """uint8 [T, H, W, 3] frames as an H.264 mp4 at ``fps``, written beside ``path`` and renamed into place."""
+    import av
+
     partial = path.with_suffix(".partial.mp4")
     with av.open(str(partial), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = pixels.shape[2], pixels.shape[1], "yuv420p"
         for frame in pixels:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
