@@ -14,7 +14,7 @@ from importlib.resources import files
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-ASSETS = files("server") / "playground_assets"
+ASSETS = files("server.api") / "playground_assets"
 MEDIA_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
 # no inline script or style, nothing fetched from elsewhere; thumbnails arrive as data: URLs
 POLICY = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; frame-ancestors 'none'"
