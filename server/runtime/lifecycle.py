@@ -26,9 +26,33 @@ def stop_children(timeout_s: float = CHILD_STOP_TIMEOUT_S) -> None:
 
     During start-up the engine holds nothing worth a graceful stop, and a SIGTERM makes each engine process print
     its own traceback of the interrupted start-up; SIGKILL ends them at once and silently (the OS frees their
-    memory, GPU memory included). Python's multiprocessing resource tracker is left alone: it exits by itself,
-    after unlinking the shared memory the killed processes registered, as soon as this process is gone.
+    memory, GPU memory included). The tree is frozen first (SIGSTOP until a listing finds no process it has not
+    stopped), because a process killed while it spawns a child leaves that child reading a half-written start-up
+    pipe, and the child prints an ``EOFError`` traceback; a stopped process spawns nothing. Python's
+    multiprocessing resource tracker is left alone: it exits by itself, after unlinking the shared memory the killed
+    processes registered, as soon as this process is gone.
     """
+    frozen: dict[int, psutil.Process] = {}
+    while True:
+        found = [child for child in _descendants() if child.pid not in frozen]
+        if not found:
+            break
+        for child in found:
+            frozen[child.pid] = child
+            try:
+                child.suspend()
+            except psutil.Error:
+                continue
+    for child in frozen.values():
+        try:
+            child.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(list(frozen.values()), timeout=timeout_s)
+
+
+def _descendants() -> list[psutil.Process]:
+    """This process's descendants, less the multiprocessing resource tracker."""
     children = []
     for child in psutil.Process().children(recursive=True):
         try:
@@ -36,12 +60,7 @@ def stop_children(timeout_s: float = CHILD_STOP_TIMEOUT_S) -> None:
                 children.append(child)
         except psutil.Error:
             continue
-    for child in children:
-        try:
-            child.kill()
-        except psutil.Error:
-            continue
-    psutil.wait_procs(children, timeout=timeout_s)
+    return children
 
 
 def _stop_now(signum: int, _: FrameType | None) -> None:
