@@ -27,7 +27,7 @@ from server.runtime.settings import ServerSettings
 pytestmark = pytest.mark.engine
 
 ARCHS = {"v1.1": SpatialMLLMForConditionalGeneration, "v1.0": Qwen2_5_VL_VGGTForConditionalGeneration}
-SERVED_ARCHS = ["v1.1"]  # v1.0 in bf16 has not run in an engine yet (no engine slot in its session): add it then
+SERVED_ARCHS = ["v1.1", "v1.0"]
 # Caps small enough for the tiny model on a CPU; the largest video is 16 frames of 112 x 112.
 CAPS = ServerSettings(
     max_num_frames=16, default_num_frames=8, max_pixels_per_frame=112 * 112, min_pixels_per_frame=56 * 56
@@ -165,11 +165,6 @@ def _profile_with_probe(worker) -> dict:
     return seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed yet: vLLM's profiling pass sent one 2-frame 112x112 dummy video (aggregator input "
-    "[1, 2, 3, 112, 112], 16 connector rows), not the caps' 16 frames",
-)
 def test_memory_profile_runs_the_largest_video_through_vggt_and_the_connector(llm) -> None:
     """vLLM sizes the KV cache after a profiling pass with dummy inputs; that pass must run the spatial encoder on
     the largest video a request may bring (frames x pixels of the server's caps), or the KV cache would take the
