@@ -1,5 +1,6 @@
 """The geometry worker of space-aware sampling, without an engine: a real worker process running the tiny
-checkpoint's VGGT on CPU, its bounded queue, cancellation, crash recovery, and the start-up memory arithmetic.
+checkpoint's VGGT on CPU, its bounded queue, cancellation, crash recovery, the start-up memory arithmetic, and
+space-aware selections stored with an upload (reused by another replica's preparer without a pass).
 
 One worker (one process, loaded once) serves the module from a module-wide event loop; the crash test replaces
 its process, as the supervisor does in production. Pass outcomes and restarts are read from the worker's own
@@ -34,6 +35,7 @@ from server.errors import APIError
 from server.frames.geometry_worker import GeometryWorker, plan_geometry
 from server.frames.video_prep import SamplingSpec, VideoPreparer
 from server.runtime.settings import ServerSettings
+from server.uploads.file_store import FileStore
 
 CANDIDATES = 4
 
@@ -275,3 +277,57 @@ def test_a_pass_stops_only_when_the_last_question_leaves(
         preparer.shutdown()
     assert worker.passes - before == {"done": 1, "cancelled": 1}
     assert not preparer._in_flight
+
+
+# --- stored selections: a selection kept with the upload spares another replica the pass ---
+# Another process's preparer (another replica, an empty frame cache) asked the same question about the same file
+# runs no VGGT pass and hands the model the very same frames.
+
+
+def test_a_stored_selection_gives_another_preparer_the_same_frames_without_a_pass(
+    worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    frames = np.random.default_rng(11).integers(0, 255, (12, 48, 64, 3), dtype=np.uint8)
+    video = encode_mp4(frames, tmp_path / "v.mp4", fps=6).read_bytes()
+    settings = ServerSettings(space_aware_candidates=CANDIDATES)
+    spec = SamplingSpec("space_aware", 2, None, 16, 3136, 12544, 10**8)
+    uploads = tmp_path / "uploads"
+    stored = FileStore(uploads, ttl_s=60, quota_bytes=1 << 20).add(video, "v.mp4", "user_data")
+
+    def prepare_on_a_new_replica():
+        preparer = VideoPreparer(settings, worker, selections=FileStore(uploads, ttl_s=60, quota_bytes=1 << 20))
+        try:
+            return loop.run_until_complete(preparer.prepare(video, stored.sha256, spec, "v", stored.id))
+        finally:
+            preparer.shutdown()
+
+    passes = worker.passes["done"]
+    reused = _metric("spatial_mllm_sampling_cache_total", result="stored_selection")
+    first = prepare_on_a_new_replica()
+    assert worker.passes["done"] == passes + 1
+    assert len(list(uploads.glob(f"{stored.id}.*.selection"))) == 1
+    second = prepare_on_a_new_replica()
+    assert worker.passes["done"] == passes + 1  # no second pass
+    assert _metric("spatial_mllm_sampling_cache_total", result="stored_selection") == reused + 1
+    assert second.used == first.used and second.used["candidates"] == CANDIDATES
+    assert np.array_equal(second.frames, first.frames) and second.metadata == first.metadata
+    assert second.key == first.key  # so vLLM's caches see the same video too
+
+
+def test_another_sampling_key_is_chosen_afresh(
+    worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    frames = np.random.default_rng(12).integers(0, 255, (12, 48, 64, 3), dtype=np.uint8)
+    video = encode_mp4(frames, tmp_path / "v.mp4", fps=6).read_bytes()
+    store = FileStore(tmp_path / "uploads", ttl_s=60, quota_bytes=1 << 20)
+    stored = store.add(video, "v.mp4", "user_data")
+    preparer = VideoPreparer(ServerSettings(space_aware_candidates=CANDIDATES), worker, selections=store)
+    passes = worker.passes["done"]
+    try:
+        for k in (2, 4):
+            spec = SamplingSpec("space_aware", k, None, 16, 3136, 12544, 10**8)
+            loop.run_until_complete(preparer.prepare(video, stored.sha256, spec, "v", stored.id))
+    finally:
+        preparer.shutdown()
+    assert worker.passes["done"] == passes + 2
+    assert len(list((tmp_path / "uploads").glob(f"{stored.id}.*.selection"))) == 2
