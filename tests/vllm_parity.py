@@ -26,20 +26,21 @@ LIMIT_MM_PER_PROMPT = {
 }
 
 
-def make_llm(checkpoint: Path):
-    """One small float32 engine with prefix caching, as the parity tests need."""
+def make_llm(checkpoint: Path, dtype: str = "float32", **options):
+    """One small engine with prefix caching, as the parity tests need (float32 and the test limits by default)."""
     from vllm import LLM
 
+    options.setdefault("limit_mm_per_prompt", LIMIT_MM_PER_PROMPT)
     return LLM(
         model=str(checkpoint),
-        dtype="float32",
+        dtype=dtype,
         max_model_len=4096,
         max_num_seqs=4,
         seed=0,
         enforce_eager=True,
         enable_prefix_caching=True,
         block_size=32,
-        limit_mm_per_prompt=LIMIT_MM_PER_PROMPT,
+        **options,
     )
 
 

@@ -76,20 +76,8 @@ def checkpoint(arch: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="module")
 def llm(checkpoint: Path):
-    from vllm import LLM
-
     start = time.perf_counter()
-    engine = LLM(
-        model=str(checkpoint),
-        dtype="bfloat16",
-        max_model_len=4096,
-        max_num_seqs=4,
-        seed=0,
-        enforce_eager=True,
-        enable_prefix_caching=True,
-        block_size=32,
-        **engine_options(CAPS),
-    )
+    engine = parity.make_llm(checkpoint, "bfloat16", **engine_options(CAPS))
     print(f"\nbf16 tiny engine start: {time.perf_counter() - start:.1f} s")
     yield engine
     del engine
