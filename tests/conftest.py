@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import settings as hypothesis_settings
 from media import encode_mp4
-from processes import free_port, stop, wait_until_ready
+from processes import free_port, stop, stop_cleanly, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(os.environ.get("SPATIAL_MLLM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
@@ -100,9 +100,18 @@ class Server:
 
 @contextlib.contextmanager
 def start_server(
-    checkpoint: Path, root: Path, *extra: str, env: dict[str, str] | None = None, timeout_s: float = START_TIMEOUT_S
+    checkpoint: Path,
+    root: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout_s: float = START_TIMEOUT_S,
+    clean_stop: bool = True,
 ):
-    """A real ``python -m server`` on the tiny checkpoint with the test caps; yields (Server, health statuses)."""
+    """A real ``python -m server`` on the tiny checkpoint with the test caps; yields (Server, health statuses).
+
+    With ``clean_stop`` (every server but one whose engine a test kills), leaving the block stops the server with
+    SIGTERM and checks what an operator relies on (:func:`processes.stop_cleanly`): so every server of the suite
+    also tests a signal while serving."""
     port = free_port()
     log = root / "server.log"
     uploads = root / "uploads"
@@ -131,7 +140,12 @@ def start_server(
     try:
         statuses = wait_until_ready(base, process, log, timeout_s)
         yield Server(base, API_KEYS[1], log, uploads, process, media_root), statuses
-    finally:
+    except BaseException:
+        stop(process)
+        raise
+    if clean_stop:
+        stop_cleanly(process, log)
+    else:
         stop(process)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 
@@ -44,3 +46,25 @@ def stop(process: subprocess.Popen, timeout_s: float = 60) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def stop_cleanly(process: subprocess.Popen, log: Path, timeout_s: float = 300) -> None:
+    """SIGTERM a serving server and check the stop an operator relies on: exit code 0, every process it started
+    gone, its one "stopped" line, and no traceback written after the signal."""
+    tree = [psutil.Process(process.pid)]
+    with contextlib.suppress(psutil.Error):
+        tree += tree[0].children(recursive=True)
+    before = log.stat().st_size
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f"the server did not exit within {timeout_s} s of SIGTERM:\n{log.read_text()[-4000:]}")
+    _, alive = psutil.wait_procs(tree, timeout=60)
+    after = log.read_text(errors="replace")[before:]
+    assert process.returncode == 0, after[-4000:]
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], f"left running: {alive}\n{after[-2000:]}"
+    assert "Traceback" not in after, after[-4000:]
+    assert "spatial-mllm-serve: stopped" in after, after[-4000:]

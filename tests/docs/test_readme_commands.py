@@ -185,7 +185,9 @@ def test_readme_python_snippets_run(demo: tuple[int, Path, Path]) -> None:
 @pytest.mark.engine
 def test_readme_cpu_line_for_vllms_own_server(tmp_path: Path) -> None:
     """``make tiny``, then the README's CPU line for vLLM's server, pasted (the venv's python, a free port): it
-    starts on this machine and answers a video question through the plugin alone."""
+    starts on this machine and answers a video question through the plugin alone. This is also the suite's test of
+    the plugin in vLLM's own server, independently of ours: the entry point alone registers it, and a ``video_url``
+    data URL becomes video tokens in the prompt."""
     from model_plugin.reference.demo import synthetic_video
 
     (line,) = [c for c in command_lines(README) if c.startswith(f"{VLLM_CPU_LINE} --model")]
@@ -208,9 +210,15 @@ def test_readme_cpu_line_for_vllms_own_server(tmp_path: Path) -> None:
         video = encode_mp4(np.ascontiguousarray(frames), tmp_path / "room.mp4")
         content = [{"type": "video_url", "video_url": {"url": data_url(video)}}, {"type": "text", "text": "Chairs?"}]
         messages = [{"role": "user", "content": content}]
-        body = {"model": ".cache/tiny-spatial-mllm", "messages": messages, "max_tokens": 4}
+        body = {"model": ".cache/tiny-spatial-mllm", "messages": messages, "max_tokens": 8, "temperature": 0}
         reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
         assert reply.status_code == 200, reply.text
-        assert reply.json()["usage"]["completion_tokens"] == 4
+        answer = reply.json()
+        assert answer["choices"][0]["message"]["content"]
+        assert answer["usage"]["completion_tokens"] == 8
+        # 8 frames of 112x140 -> 4 x 4 x 5 = 80 video tokens in the prompt
+        assert answer["usage"]["prompt_tokens"] > 80
+        models = httpx.get(f"{base}/v1/models", timeout=10).json()
+        assert models["data"][0]["id"] == ".cache/tiny-spatial-mllm"
     finally:
         stop(process)

@@ -38,7 +38,8 @@ async def _engine_running(client: httpx.AsyncClient) -> float:
 
 @pytest.mark.engine
 def test_engine_death_gives_clean_503s_and_unhealthy(tiny_checkpoint: Path, tmp_path: Path, room_video: Path) -> None:
-    with start_server(tiny_checkpoint, tmp_path, env={"VLLM_KEEP_ALIVE_ON_ENGINE_DEATH": "1"}) as (srv, _):
+    keep_alive = {"VLLM_KEEP_ALIVE_ON_ENGINE_DEATH": "1"}
+    with start_server(tiny_checkpoint, tmp_path, env=keep_alive, clean_stop=False) as (srv, _):
         body = {
             "model": "spatial-mllm-tiny",
             "messages": [
