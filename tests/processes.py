@@ -48,9 +48,9 @@ def stop(process: subprocess.Popen, timeout_s: float = 60) -> None:
         process.wait()
 
 
-def stop_cleanly(process: subprocess.Popen, log: Path, timeout_s: float = 300) -> None:
+def stop_cleanly(process: subprocess.Popen, log: Path, timeout_s: float = 300, quiet: bool = True) -> None:
     """SIGTERM a serving server and check the stop an operator relies on: exit code 0, every process it started
-    gone, its one "stopped" line, and no traceback written after the signal."""
+    gone, its one "stopped" line, and (``quiet``) no traceback written after the signal."""
     tree = [psutil.Process(process.pid)]
     with contextlib.suppress(psutil.Error):
         tree += tree[0].children(recursive=True)
@@ -66,5 +66,5 @@ def stop_cleanly(process: subprocess.Popen, log: Path, timeout_s: float = 300) -
     after = log.read_text(errors="replace")[before:]
     assert process.returncode == 0, after[-4000:]
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], f"left running: {alive}\n{after[-2000:]}"
-    assert "Traceback" not in after, after[-4000:]
+    assert not quiet or "Traceback" not in after, after[-4000:]
     assert "spatial-mllm-serve: stopped" in after, after[-4000:]

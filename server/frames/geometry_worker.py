@@ -263,6 +263,12 @@ class GeometryWorker:
             kind, detail = await asyncio.to_thread(parent.recv)
         except EOFError:
             kind, detail = "failed", f"the worker exited with code {process.exitcode}"
+        except asyncio.CancelledError:
+            # start-up stopped (a signal, or the engine died): the half-loaded worker goes too, which also ends the
+            # thread blocked in recv (EOF), so the event loop's executor can shut down
+            process.kill()
+            await asyncio.to_thread(process.join, STOP_TIMEOUT_S)
+            raise
         if kind != "ready":
             parent.close()
             await asyncio.to_thread(process.join, STOP_TIMEOUT_S)

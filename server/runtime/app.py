@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from argparse import Namespace
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from importlib.metadata import version
 
 import httpx
@@ -31,7 +31,14 @@ from server.media.inline_media import InlineMedia
 from server.media.media_access import MediaAccess
 from server.media.resolve import MediaResolver
 from server.runtime.settings import ServerSettings
-from server.runtime.vllm_seams import EngineClient, allow_more_middleware, build_vllm_app, keep_routes, wrap_lifespan
+from server.runtime.vllm_seams import (
+    EngineClient,
+    allow_more_middleware,
+    build_vllm_app,
+    engine_client,
+    keep_routes,
+    wrap_lifespan,
+)
 from server.uploads.file_store import FileStore
 
 LOG = logging.getLogger("spatial_mllm_serve")
@@ -41,6 +48,30 @@ LOG = logging.getLogger("spatial_mllm_serve")
 VLLM_ROUTES_KEPT = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics", "/version"}
 VLLM_ROUTES_KEPT |= {"/v1/models"}
 SWEEP_INTERVAL_S = 60.0
+ENGINE_WATCH_INTERVAL_S = 0.5
+
+
+class EngineDiedDuringStartUp(RuntimeError):
+    """The engine process died while the app was still starting (the geometry worker loading)."""
+
+
+async def _while_engine_lives(engine: EngineClient, starting: Awaitable[None]) -> None:
+    """Await ``starting``, but stop start-up if the engine dies meanwhile.
+
+    Once serving, vLLM notices a dead engine itself (``/health`` 503, then it stops the server). While our app
+    starts, nobody would: uvicorn waits for the start-up to finish, the process never exits and ``/health``
+    never answers, so a supervisor cannot tell a slow start from a dead one (seen at full size: the engine
+    killed for memory while VGGT loaded for the geometry worker).
+    """
+    task = asyncio.ensure_future(starting)
+    while not task.done():
+        await asyncio.wait({task}, timeout=ENGINE_WATCH_INTERVAL_S)
+        if not task.done() and engine.errored:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            raise EngineDiedDuringStartUp("the engine died while the server was starting; see its log above")
+    task.result()
 
 
 async def _sweep_uploads(files: FileStore) -> None:
@@ -80,7 +111,11 @@ def wire_resources(
         # the geometry worker loads now, so a failure stops start-up instead of a user's request
         worker = GeometryWorker(geometry, settings.space_aware_queue, settings.retry_after_s) if geometry else None
         if worker is not None:
-            await worker.start()
+            try:
+                await _while_engine_lives(engine_client(app_.state), worker.start())
+            except BaseException:
+                await worker.close()
+                raise
         state.preparer.geometry = worker
         sweeper = asyncio.create_task(_sweep_uploads(state.files))
         try:

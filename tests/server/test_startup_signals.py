@@ -5,6 +5,7 @@ line itself is printed only once ``/health`` and ``/v1/models`` answer."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -148,3 +149,42 @@ def test_ready_line_means_answering_and_sigint_then_stops_cleanly(tiny_checkpoin
     finally:
         line = _stop_with(process, signum, log)
     assert line.startswith("spatial-mllm-serve: stopped")
+
+
+def _child_named(server: psutil.Process, part: str, log: Path) -> psutil.Process:
+    """The first descendant whose command line contains ``part`` (polled often: the test acts the moment it
+    appears)."""
+    deadline = time.monotonic() + START_DEADLINE_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            for child in server.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if part in " ".join(child.cmdline()) or part in child.name():
+                        return child
+        if not server.is_running():
+            break
+        time.sleep(0.02)
+    pytest.fail(f"no process {part!r}:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def test_an_engine_death_while_the_app_starts_ends_the_server(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The engine dies while the app starts (the geometry worker loading VGGT): the server exits non-zero at once
+    with a line naming the cause, and leaves no process. It used to wait for ever with ``/health`` unanswered, so a
+    supervisor could not tell a slow start from a dead one."""
+    log = tmp_path / "server.log"
+    process = _start(tiny_checkpoint, free_port(), log)
+    try:
+        server = psutil.Process(process.pid)
+        worker = _child_named(server, "geometry-worker", log)
+        worker.suspend()  # held mid-load, so the engine dies before the app is up however fast VGGT loads
+        _child_named(server, "EngineCore", log).kill()
+        process.wait(timeout=DEADLINE_S)
+        _wait_for(lambda: not _group_members(process.pid), "process group empty", log)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = log.read_text(errors="replace")
+    assert process.returncode != 0, text[-4000:]
+    assert "the engine died while the server was starting" in text, text[-4000:]
+    assert not _log_shows(log, "spatial-mllm-serve is ready"), text[-4000:]
