@@ -368,13 +368,13 @@ def measure(
 
         def run_path(name: str, v: list[Path], q: Sequence[str], ids: bool = False) -> dict[str, Any]:
             """One pass of one path; the servers it does not use are stopped meanwhile."""
-            kind, clients = name.rsplit("_c", 1) if "_c" in name else (name, "1")
+            kind, clients = _kind(name), _clients(name)
             others = [process for server, (_, process) in servers.items() if server != kind]
             with suspended(others):
                 if seed_loop is not None and kind in ("seed", "seed_cached"):
                     return seed_loop.run(v, q, cache_frames=kind == "seed_cached")
                 base = servers[kind][0]
-                return asyncio.run(serve_pass(base, v, q, int(clients), max_tokens, upload=kind == "ours", ids=ids))
+                return asyncio.run(serve_pass(base, v, q, clients, max_tokens, upload=kind == "ours", ids=ids))
 
         # warm-up, not counted: every path on one shared video, its token ids checked before anything is timed
         shared = fresh_videos()
@@ -527,10 +527,19 @@ LABELS = {
 BASELINES = {"seed": "vs original's loop", "seed_cached": "vs loop + frame cache", "vllm": "vs plain vLLM + plugin"}
 
 
+def _kind(path: str) -> str:
+    """``seed``, ``seed_cached``, ``vllm`` or ``ours`` (the server paths end in ``_c`` and their client count)."""
+    return path if path in LABELS else path.rsplit("_c", 1)[0]
+
+
+def _clients(path: str) -> int:
+    return 1 if path in LABELS else int(path.rsplit("_c", 1)[1])
+
+
 def _label(path: str) -> str:
     if path in LABELS:
         return LABELS[path]
-    clients = path.rsplit("_c", 1)[1]
+    clients = _clients(path)
     if path.startswith("vllm"):
         return f"plain `vllm serve` + plugin, video with every question, {clients} clients"
     return f"spatial-mllm-serve, upload once + file ids, {clients} clients"
@@ -566,7 +575,7 @@ def _token_lines(tokens: dict[str, Any]) -> list[str]:
 def to_markdown(result: dict[str, Any]) -> str:
     meta, summary, tokens = result["meta"], result["summary"], result["tokens"]
     paths = meta["paths"]
-    baselines = [(key, label) for key, label in BASELINES.items() if any(p.split("_c")[0] == key for p in paths)]
+    baselines = [(key, label) for key, label in BASELINES.items() if any(_kind(p) == key for p in paths)]
     lines = [
         f"{meta['videos']} video(s) ({meta['clip']}; pixels per frame: {meta.get('pixels_per_frame')}) x q "
         f"questions, {meta['frames']} frames per question, exactly {meta['max_tokens']} new tokens (greedy); "
@@ -593,7 +602,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             rate = row["requests_per_s"]
             ratios = []
             for key, _ in baselines:
-                base = next(p for p in paths if p.split("_c")[0] == key)
+                base = next(p for p in paths if _kind(p) == key)
                 ratios.append("—" if base == path else f"{rate / summary[f'q{q}/{base}']['requests_per_s']:.2f}x")
             spread_text = f"{rate:.2f} ({row['requests_per_s_min']:.2f}–{row['requests_per_s_max']:.2f})"
             lines.append(
