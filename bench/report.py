@@ -52,62 +52,46 @@ class Section:
 # default, 640x480 clips (~3,100 video tokens), costs ~8 s per uncached request on 2 cores, so that size gets one
 # row (q = 18, 8 clients, ours vs plain vLLM) at 2 repetitions
 SMALL_CLIP = ("--clip", "140x112", "--pixels", "3136", "15680")
+# fmt: off
 SECTIONS = [
     Section(
-        "end_to_end",
-        "bench_end_to_end",
+        "end_to_end", "bench_end_to_end",
         (*SMALL_CLIP, "--questions", "1", "8", "18", "--concurrency", "1", "8", "--reps", "5"),
         (*SMALL_CLIP, "--questions", "1", "2", "--concurrency", "2", "--reps", "1", "--no-plain-vllm"),
         "passes per path and question count",
     ),
     Section(
-        "end_to_end_640",
-        "bench_end_to_end",
+        "end_to_end_640", "bench_end_to_end",
         ("--questions", "18", "--concurrency", "8", "--paths", "vllm_c8", "ours_c8", "--reps", "2"),
         (*SMALL_CLIP, "--questions", "2", "--concurrency", "2", "--paths", "vllm_c2", "ours_c2", "--reps", "1"),
-        "passes per path",
-        plot=False,
+        "passes per path", plot=False,
     ),
     Section("server_overhead", "bench_server_overhead", ("--rounds", "8"), ("--rounds", "1"), "rounds"),
     # T = 128 only (the original's candidate count): its algorithm takes ~20 s per call there on 2 idle cores
     Section(
-        "select_frames",
-        "bench_select_frames",
-        ("--frames", "128", "--sizes", "392x518", "294x518", "--reps", "5"),
-        ("--frames", "8", "--sizes", "98x126", "--reps", "1"),
-        "runs per contender and size",
+        "select_frames", "bench_select_frames", ("--frames", "128", "--sizes", "392x518", "294x518", "--reps", "5"),
+        ("--frames", "8", "--sizes", "98x126", "--reps", "1"), "runs per contender and size",
     ),
     Section(
-        "decode",
-        "bench_decode",
-        ("--reps", "5"),
-        ("--reps", "1", "--seconds", "2", "--candidates", "16"),
+        "decode", "bench_decode", ("--reps", "5"), ("--reps", "1", "--seconds", "2", "--candidates", "16"),
         "runs per contender",
     ),
     Section(
-        "space_aware_split",
-        "bench_space_aware_split",
-        ("--candidates", "32", "--reps", "5"),
-        ("--candidates", "4", "--k", "2", "--reps", "1", "--seconds", "1"),
-        "requests",
+        "space_aware_split", "bench_space_aware_split", ("--candidates", "32", "--reps", "5"),
+        ("--candidates", "4", "--k", "2", "--reps", "1", "--seconds", "1"), "requests",
     ),
     Section(
-        "stream_gap",
-        "bench_stream_gap",
-        (),
-        ("--data-url-mb", "4", "--upload-mb", "8", "--tokens", "200"),
+        "stream_gap", "bench_stream_gap", (), ("--data-url-mb", "4", "--upload-mb", "8", "--tokens", "200"),
         "stream per condition",
     ),
     # VGGT's real layer count at the tiny widths: the default depth 2 holds one extra layer, lost in noise.
     # Peak memory, not time: 2 repetitions (each starts two engines, ~2 min; both samples are in the JSON).
     Section(
-        "engine_footprint",
-        "engine_footprint",
-        ("--spatial-depth", "24", "--reps", "2"),
-        ("--reps", "1"),
+        "engine_footprint", "engine_footprint", ("--spatial-depth", "24", "--reps", "2"), ("--reps", "1"),
         "fresh processes per variant",
     ),
 ]
+# fmt: on
 GPU_SCRIPT = "bench/gpu/run.sh"
 GPU_RESULT = "gpu_spatial_encoder.json"
 
