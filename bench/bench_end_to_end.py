@@ -46,6 +46,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -661,6 +662,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if max(args.questions) > len(QUESTIONS):
         parser.error(f"--questions: at most {len(QUESTIONS)}")
+    for path in args.paths or []:
+        if not re.fullmatch(r"seed|seed_cached|(vllm|ours)_c[1-9][0-9]*", path):
+            parser.error(f"--paths: {path!r} is none of seed, seed_cached, vllm_cN, ours_cN")
     result = measure(
         args.videos,
         args.questions,
