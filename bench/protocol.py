@@ -8,7 +8,9 @@ a path that always runs after the same neighbour inherits its leftovers. So ever
   so no path always follows the same one, and a re-run gets the same orders);
 * times a fixed CPU-bound calibration task before and after each pass: a pass whose calibration moved by more
   than ``tolerance`` (between before and after, or from the section's first calibration) is run once more, and
-  when the re-run moved too the section is marked noisy with the reason, which the page prints;
+  when the re-run moved too the section is marked noisy with the reason, which the page prints; so is a kept
+  pass that ran while the machine was slower than the fastest calibration of the section (a section that began
+  slow agrees with its own first calibration, so that check alone would miss it);
 * reports medians with the min–max of the samples beside them (:func:`spread`).
 """
 
@@ -19,8 +21,6 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-
-import numpy as np
 
 T = TypeVar("T")
 TOLERANCE = 0.15
@@ -38,20 +38,28 @@ def shuffled_orders(names: Sequence[str], reps: int, seed: int = SEED) -> list[l
     return orders
 
 
-def calibration_seconds(size: int = 256, rounds: int = 40, trials: int = 3) -> float:
-    """The machine's speed: the fastest of ``trials`` runs of a fixed float64 matmul loop (~0.1 s each when idle).
+def calibration_seconds(size: int = 256, rounds: int = 100, trials: int = 3, budget_s: float = 1.0) -> float:
+    """The machine's speed: the fastest of ``trials`` runs of a fixed float64 matmul loop in torch.
 
-    The fastest of three ignores a momentary hiccup and still sees a slowdown that lasts (another job running).
+    torch on its usual thread pool, as the in-process model paths run: when another process takes a core, its
+    threads wait on each other and this slows down the way those paths do (a single-threaded task would not
+    notice; on a loaded 2-core machine this loop runs ten times slower or worse than idle, ~0.05 s). The fastest of
+    three ignores a momentary hiccup and still sees a slowdown that lasts; past ``budget_s`` no further trial
+    starts, so a loaded machine does not spend seconds per calibration.
     """
-    rng = np.random.default_rng(0)
-    b = rng.standard_normal((size, size)) / size**0.5
-    best = float("inf")
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    b = torch.randn(size, size, generator=generator, dtype=torch.float64) / size**0.5
+    best, began = float("inf"), time.perf_counter()
     for _ in range(trials):
-        a = rng.standard_normal((size, size))
+        a = torch.randn(size, size, generator=generator, dtype=torch.float64)
         start = time.perf_counter()
         for _ in range(rounds):
-            a = np.tanh(a @ b)  # tanh keeps the values bounded, so every round does the same work
+            a = torch.tanh(a @ b)  # tanh keeps the values bounded, so every round does the same work
         best = min(best, time.perf_counter() - start)
+        if time.perf_counter() - began > budget_s:
+            break
     return best
 
 
@@ -98,7 +106,8 @@ class Protocol:
                 self.reruns.append(label)
         self.flag(
             f"{label}: the calibration task's time moved {moved:.0%} (limit {self.tolerance:.0%}) around the pass "
-            "and again around its re-run: the machine's speed changed while it ran"
+            f"and again around its re-run ({before:.3f} s before, {after:.3f} s after, {self.baseline_s:.3f} s at "
+            "the section's start): the machine's speed changed while it ran"
         )
         return value
 
@@ -106,9 +115,29 @@ class Protocol:
         """Mark the section noisy (the page prints every reason)."""
         self.noisy_reasons.append(reason)
 
+    def slow_passes(self) -> list[str]:
+        """Kept passes that ran while the machine was slower than its fastest calibration by more than the tolerance.
+
+        Catches a section that began slow (its first calibration too): each pass then agrees with the first, yet
+        the machine later showed it could run faster.
+        """
+        times = [c[k] for c in self.calibrations for k in ("before_s", "after_s")]
+        if not times:
+            return []
+        fastest = min(times)
+        kept = {c["pass"]: c for c in self.calibrations}  # the last attempt of each pass is the one kept
+        flagged = {reason.split(":", 1)[0] for reason in self.noisy_reasons}
+        return [
+            f"{label}: ran while the calibration task took {max(c['before_s'], c['after_s']) / fastest - 1:.0%} longer "
+            f"than its fastest in this section (limit {self.tolerance:.0%})"
+            for label, c in kept.items()
+            if label not in flagged and max(c["before_s"], c["after_s"]) > fastest * (1 + self.tolerance)
+        ]
+
     def meta(self) -> dict[str, Any]:
         """What the JSON keeps and the page prints: seed, tolerance, calibrations, re-runs, noisy reasons."""
         times = [c[k] for c in self.calibrations for k in ("before_s", "after_s")]
+        reasons = self.noisy_reasons + self.slow_passes()
         return {
             "order": f"shuffled per repetition (random.Random({self.seed}))",
             "seed": self.seed,
@@ -116,8 +145,8 @@ class Protocol:
             "calibration_s": spread_values(times),
             "calibrations": self.calibrations,
             "reruns": self.reruns,
-            "noisy": bool(self.noisy_reasons),
-            "noisy_reasons": self.noisy_reasons,
+            "noisy": bool(reasons),
+            "noisy_reasons": reasons,
         }
 
 

@@ -84,6 +84,17 @@ def test_a_whole_pass_at_another_speed_is_caught_against_the_first_calibration()
     assert protocol.meta()["reruns"] == ["b"] and protocol.meta()["noisy"]
 
 
+def test_a_section_that_began_slow_is_caught_against_its_fastest_calibration() -> None:
+    # every pass within 15% of the first calibration, but the machine later ran 15% faster than pass a did
+    protocol = protocol_with([1.0, 1.0, 0.9, 0.9, 0.86, 0.86])
+    _, fn = counting()
+    for label in "abc":
+        protocol.run_pass(label, fn)
+    meta = protocol.meta()
+    assert meta["reruns"] == [] and meta["noisy"]
+    assert [reason.split(":")[0] for reason in meta["noisy_reasons"]] == ["a"]
+
+
 def test_spread_shows_median_and_min_max() -> None:
     assert spread([3.0, 1.0, 2.0]) == "2.00 (1.00–3.00)"
     assert spread([0.0123, 0.0119, 0.014], ".1f", " ms", scale=1e3) == "12.3 ms (11.9–14.0)"
