@@ -38,13 +38,13 @@ def shuffled_orders(names: Sequence[str], reps: int, seed: int = SEED) -> list[l
     return orders
 
 
-def calibration_seconds(size: int = 256, rounds: int = 100, trials: int = 3, budget_s: float = 1.0) -> float:
+def calibration_seconds(size: int = 256, rounds: int = 100, trials: int = 5, budget_s: float = 1.0) -> float:
     """The machine's speed: the fastest of ``trials`` runs of a fixed float64 matmul loop in torch.
 
     torch on its usual thread pool, as the in-process model paths run: when another process takes a core, its
     threads wait on each other and this slows down the way those paths do (a single-threaded task would not
     notice; on a loaded 2-core machine this loop runs ten times slower or worse than idle, ~0.05 s). The fastest of
-    three ignores a momentary hiccup and still sees a slowdown that lasts; past ``budget_s`` no further trial
+    five ignores a momentary hiccup and still sees a slowdown that lasts; past ``budget_s`` no further trial
     starts, so a loaded machine does not spend seconds per calibration.
     """
     import torch
