@@ -551,14 +551,14 @@ def _token_lines(tokens: dict[str, Any]) -> list[str]:
     lines = []
     if ids:
         plain = ", ".join(
-            f"{path}'s {'were equal too' if equal else 'differ (its own video loader builds the prompt)'}"
+            f"{path}: {'equal to them' if equal else 'different (its own video loader builds the prompt; recorded)'}"
             for path, equal in ids["plain_vllm_ids_equal"].items()
         )
+        strict = ids["strict_paths"]
+        agreed = f"equal across {', '.join(strict)}" if len(strict) > 1 else f"of {strict[0]} as the reference"
         lines.append(
             f"Token ids, checked before any timing on a shared video ({ids['questions']} questions, warm-up pass): "
-            f"prompt and completion ids equal across {', '.join(ids['strict_paths'])}"
-            + (f"; plain vLLM's: {plain}" if plain else "")
-            + "."
+            f"prompt and completion ids {agreed}" + (f"; plain vLLM's ids, {plain}" if plain else "") + "."
         )
     lines.append(
         f"Token counts of every timed request: the same prompt length per question "
