@@ -15,10 +15,11 @@ Pairs (each ratio is the original's median over ours on the same frames; the fra
 * PyAV on the bytes (sequential decode, ``thread_type = "AUTO"``, rgb24 of the wanted frames only) vs ours, to
   show why decord stays: same libavcodec decoder, about as fast, and decord is what qwen-vl-utils uses.
 
-Timing: one warm-up call per contender, then ``--reps`` rounds running every contender once in a rotating
-order (:func:`bench.timing.time_interleaved`), so load drift on a shared machine hits all alike; medians and
-every raw sample go to the JSON. The video is synthetic (moving gradients plus noise, H.264 via PyAV),
-``--seconds`` long at ``--fps``, 640x480 by default (VSI-Bench's usual size).
+Timing: one warm-up call per contender, then ``--reps`` rounds running every contender once in a seeded
+shuffled order, each round between two calibrations (:mod:`bench.protocol`), so load drift on a shared machine
+hits all alike and is caught; medians with min–max, and every raw sample, go to the JSON. The video is
+synthetic (moving gradients plus noise, H.264 via PyAV), ``--seconds`` long at ``--fps``, 640x480 by default
+(VSI-Bench's usual size).
 
     python -m bench.bench_decode [--seconds 10] [--fps 30] [--width 640] [--height 480] [--frames 16]
         [--candidates 128] [--reps 5] [--decord-threads N] [--json PATH]
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.protocol import Protocol, notes, spread
 from bench.results import emit
 from bench.timing import time_interleaved
 from sampling.decode import decoder_threads, open_video
@@ -171,7 +173,8 @@ def measure(
             "ours_candidates": lambda: ours(data, candidate, decord_threads),
             "pyav": lambda: pyav_frames(data, indices),
         }
-        samples = time_interleaved(contenders, reps)
+        protocol = Protocol()
+        samples = time_interleaved(contenders, reps, protocol=protocol)
         resized = tuple(sample_uniform_from(data, spec).frames_uint8.shape[-2:])
     medians = {name: statistics.median(times) for name, times in samples.items()}
     meta = {
@@ -190,7 +193,7 @@ def measure(
         "indices": list(indices),
         "reps": reps,
         "warmup": 1,
-        "order": "interleaved, rotating",
+        "protocol": protocol.meta(),
         "decord_threads_ours": decoder_threads() if decord_threads is None else decord_threads,
         "torch_threads": torch.get_num_threads(),
         "versions": {"decord": decord.__version__, "av": av.__version__},
@@ -201,26 +204,28 @@ def measure(
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    meta, median = result["meta"], result["median_s"]
+    meta, median, samples = result["meta"], result["median_s"], result["samples_s"]
     video = meta["video"]
     lines = [
         f"K = {meta['frames']} uniform frames (resized to {meta['resized_hw'][1]}x{meta['resized_hw'][0]} where the "
         f"row says so) and {meta['candidates']} candidates from a {video['width']}x{video['height']} H.264 mp4, "
         f"{video['num_frames']} frames at {video['fps']:g} fps, {video['bytes'] / 2**20:.2f} MiB; median of "
-        f"{meta['reps']} interleaved runs (rotating order) after one warm-up; {meta['cpu_count']} CPUs, decord "
-        f"threads for ours {meta['decord_threads_ours'] or 'ffmpeg default'}, torch threads {meta['torch_threads']}.",
+        f"{meta['reps']} interleaved runs (order shuffled per run, seeded) after one warm-up, min–max in brackets; "
+        f"{meta['cpu_count']} CPUs, decord threads for ours {meta['decord_threads_ours'] or 'ffmpeg default'}, "
+        f"torch threads {meta['torch_threads']}.",
         "Checked before timing: qwen-vl-utils' frames equal ours exactly, the PNGs read back equal our decode, "
         f"PyAV's max abs pixel difference from ours is {result['checks']['pyav_max_abs_diff']}.",
         "",
-        "| what | original's side | ms | our side | ms | original / ours |",
+        "| what | original's side | ms | our side | ms | original / ours (medians) |",
         "| --- | --- | ---: | --- | ---: | ---: |",
     ]
     for slow, fast, what in PAIRS:
         lines.append(
-            f"| {what} | {LABELS[slow]} | {median[slow] * 1e3:.1f} | {LABELS[fast]} | {median[fast] * 1e3:.1f} "
+            f"| {what} | {LABELS[slow]} | {spread(samples[slow], '.1f', scale=1e3)} | {LABELS[fast]} | "
+            f"{spread(samples[fast], '.1f', scale=1e3)} "
             f"| {median[slow] / median[fast]:.2f}x |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + ("\n" + notes(meta) + "\n" if notes(meta) else "")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

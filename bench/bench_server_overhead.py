@@ -3,7 +3,8 @@
 ``python -m bench.bench_server_overhead [--rounds 12] [--frames 16] [--json PATH]``
 
 1. Overhead: the same tiny checkpoint and the same 16-frame videos through our server and through plain
-   ``vllm serve`` (``video_url`` data URLs on both), requests interleaved and alternating which goes first, a
+   ``vllm serve`` (``video_url`` data URLs on both), requests interleaved in a seeded shuffled order per round
+   (:mod:`bench.protocol`: calibrated rounds, the other server stopped while one is timed), a
    fresh video each round so no cache helps either side. Both sides decode every frame of a 16-frame video at
    its own size, so the engine work is the same; the ratio is the cost of our routes (decoding, hashing,
    sampling, limits) relative to vLLM's own media path.
@@ -29,7 +30,8 @@ from typing import Any
 import httpx
 
 from bench.media import synthetic_mp4
-from bench.servers import ours, plain_vllm, running
+from bench.protocol import Protocol, notes, shuffled_orders, spread
+from bench.servers import ours, plain_vllm, running_process, suspended
 
 MAX_TOKENS = 8
 HEIGHT, WIDTH = 112, 140
@@ -70,17 +72,30 @@ def measure(rounds: int = 12, frames: int = 16) -> dict[str, Any]:
     caps += ["--default-num-frames", str(frames), "--served-model-name", "m", "--uploads-dir", str(work / "up")]
 
     with (
-        running(ours(checkpoint, *caps), work / "ours.log") as our_base,
-        running(plain_vllm(checkpoint, frames, "--served-model-name", "m"), work / "vllm.log") as vllm_base,
+        running_process(ours(checkpoint, *caps), work / "ours.log") as (our_base, our_process),
+        running_process(plain_vllm(checkpoint, frames, "--served-model-name", "m"), work / "vllm.log") as (
+            vllm_base,
+            vllm_process,
+        ),
     ):
         # warm both (first request pays one-time costs)
         _timed_stream(our_base, "m", [_video_part(videos[-1]), question])
         _timed_stream(vllm_base, "m", [_video_part(videos[-1]), question])
+        protocol = Protocol()
+        bases = {"ours": our_base, "vllm": vllm_base}
+        idle = {"ours": [vllm_process], "vllm": [our_process]}  # stopped while the other is timed
         totals: dict[str, list[float]] = {"ours": [], "vllm": []}
-        for i in range(rounds):
-            order = [("ours", our_base), ("vllm", vllm_base)][:: 1 if i % 2 == 0 else -1]
-            for name, base in order:
-                totals[name].append(_timed_stream(base, "m", [_video_part(videos[i]), question])[1])
+        for i, order in enumerate(shuffled_orders(list(bases), rounds, protocol.seed)):
+
+            def one_round(order: list[str] = order, i: int = i) -> dict[str, float]:
+                times = {}
+                for name in order:
+                    with suspended(idle[name]):
+                        times[name] = _timed_stream(bases[name], "m", [_video_part(videos[i]), question])[1]
+                return times
+
+            for name, seconds in protocol.run_pass(f"overhead round {i}", one_round).items():
+                totals[name].append(seconds)
 
         first_ttft, follow_ttft = [], []
         for i in range(rounds, 2 * rounds):
@@ -88,33 +103,52 @@ def measure(rounds: int = 12, frames: int = 16) -> dict[str, Any]:
                 f"{our_base}/v1/files", files={"file": (f"v{i}.mp4", videos[i], "video/mp4")}, timeout=60
             ).json()
             part = {"type": "file", "file": {"file_id": upload["id"]}}
-            first_ttft.append(_timed_stream(our_base, "m", [part, question])[0])
-            follow_ttft.append(_timed_stream(our_base, "m", [part, {"type": "text", "text": "And the tables?"}])[0])
+
+            def follow_up(part: dict[str, Any] = part) -> tuple[float, float]:
+                first = _timed_stream(our_base, "m", [part, question])[0]
+                return first, _timed_stream(our_base, "m", [part, {"type": "text", "text": "And the tables?"}])[0]
+
+            with suspended([vllm_process]):
+                first, follow = protocol.run_pass(f"follow-up round {i - rounds}", follow_up)
+            first_ttft.append(first)
+            follow_ttft.append(follow)
     samples = {"ours": totals["ours"], "vllm": totals["vllm"], "first_ttft": first_ttft, "follow_ttft": follow_ttft}
     return {
-        "meta": {"rounds": rounds, "frames": frames, "height": HEIGHT, "width": WIDTH, "max_tokens": MAX_TOKENS},
+        "meta": {
+            "rounds": rounds,
+            "frames": frames,
+            "height": HEIGHT,
+            "width": WIDTH,
+            "max_tokens": MAX_TOKENS,
+            "protocol": protocol.meta(),
+        },
         "samples_s": samples,
         "median_ms": {name: statistics.median(values) * 1000 for name, values in samples.items()},
     }
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    meta, ms = result["meta"], result["median_ms"]
+    meta, ms, samples = result["meta"], result["median_ms"], result["samples_s"]
+
+    def cell(name: str) -> str:
+        return spread(samples[name], ".0f", " ms", scale=1e3)
+
     video = f"{meta['frames']} frames {meta['height']}x{meta['width']}"
     setup = f"{meta['rounds']} rounds, {video}, {meta['max_tokens']} tokens"
     return (
         "\n".join(
             [
-                f"| measure ({setup}) | median | ratio |",
+                f"| measure ({setup}; order shuffled per round, seeded) | median (min–max) | ratio of medians |",
                 "| --- | ---: | ---: |",
-                f"| request latency, plain `vllm serve` | {ms['vllm']:.0f} ms | 1.00 |",
-                f"| request latency, `spatial-mllm-serve` | {ms['ours']:.0f} ms | {ms['ours'] / ms['vllm']:.2f}x |",
-                f"| TTFT, first question on a video (file id) | {ms['first_ttft']:.0f} ms | 1.00 |",
-                f"| TTFT, follow-up question, same video | {ms['follow_ttft']:.0f} ms | "
+                f"| request latency, plain `vllm serve` | {cell('vllm')} | 1.00 |",
+                f"| request latency, `spatial-mllm-serve` | {cell('ours')} | {ms['ours'] / ms['vllm']:.2f}x |",
+                f"| TTFT, first question on a video (file id) | {cell('first_ttft')} | 1.00 |",
+                f"| TTFT, follow-up question, same video | {cell('follow_ttft')} | "
                 f"{ms['follow_ttft'] / ms['first_ttft']:.2f}x |",
             ]
         )
         + "\n"
+        + ("\n" + notes(meta) + "\n" if notes(meta) else "")
     )
 
 

@@ -32,6 +32,7 @@ import torch
 
 from bench.bench_decode import make_video
 from bench.gpu_spatial_encoder import FULL, Case, aggregator_flops
+from bench.protocol import Protocol, notes, spread
 from bench.results import emit
 from sampling.decode import open_video
 from sampling.geometry import GeometryNetwork, candidate_indices, preprocess_frames, vggt_input_size
@@ -77,10 +78,11 @@ def measure(candidates: int = 32, k: int = 16, reps: int = 5, seconds: float = 1
         checkpoint = write_tiny_checkpoint(Path(tmp) / "tiny", seed=0)
         network = GeometryNetwork.load(checkpoint)
         data = make_video(Path(tmp) / "v.mp4", seconds, 30, 640, 480).read_bytes()
-    one_request(data, network, candidates, k)
+    one_request(data, network, candidates, k)  # warm-up, not counted
+    protocol = Protocol()
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    for _ in range(reps):
-        split, chosen = one_request(data, network, candidates, k)
+    for rep in range(reps):  # one path only: nothing to shuffle; each request calibrated (bench.protocol)
+        split, chosen = protocol.run_pass(f"request {rep}", lambda: one_request(data, network, candidates, k))
         for stage, value in split.items():
             samples[stage].append(value)
     height = vggt_input_size(480, 640)[0]
@@ -89,6 +91,7 @@ def measure(candidates: int = 32, k: int = 16, reps: int = 5, seconds: float = 1
         "candidates": candidates,
         "k": k,
         "reps": reps,
+        "protocol": protocol.meta(),
         "video": f"640x480 H.264, {seconds:g} s at 30 fps",
         "vggt_input": f"{height}x518",
         "chosen": chosen,
@@ -101,18 +104,18 @@ def measure(candidates: int = 32, k: int = 16, reps: int = 5, seconds: float = 1
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    meta, median = result["meta"], result["median_s"]
+    meta, median, samples = result["meta"], result["median_s"], result["samples_s"]
     total = sum(median.values())
     lines = [
         f"One space-aware request on a {meta['video']} video in memory: {meta['candidates']} candidates at "
         f"{meta['vggt_input']}, k = {meta['k']}; tiny random-weight VGGT, float32, CPU ({meta['cpus']} CPUs, torch "
-        f"threads {meta['torch_threads']}); median of {meta['reps']} requests after a warm-up.",
+        f"threads {meta['torch_threads']}); median (min–max) of {meta['reps']} requests after a warm-up.",
         "",
-        "| stage | median ms | share |",
+        "| stage | median ms (min–max) | share of the sum of medians |",
         "| --- | ---: | ---: |",
     ]
     for stage in STAGES:
-        lines.append(f"| {stage} | {median[stage] * 1e3:.1f} | {100 * median[stage] / total:.0f}% |")
+        lines.append(f"| {stage} | {spread(samples[stage], '.1f', scale=1e3)} | {100 * median[stage] / total:.0f}% |")
     lines += [
         f"| sum of medians | {total * 1e3:.1f} | |",
         "",
@@ -120,7 +123,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"TFLOP for {meta['candidates']} candidates, {meta['vggt1b_aggregator_tflop_128']:.0f} TFLOP for the "
         "original's 128: at real size VGGT dominates the request; the tiny model's share above does not transfer.",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + ("\n" + notes(meta) + "\n" if notes(meta) else "")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

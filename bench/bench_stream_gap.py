@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from bench.protocol import Protocol, notes
 from bench.servers import ours, running
 
 MiB = 1 << 20
@@ -99,9 +100,12 @@ def measure(data_url_mb: int = 48, upload_mb: int = 192, tokens: int = 1500, ser
     if server_pythonpath:
         os.environ["PYTHONPATH"] = server_pythonpath  # the child server imports that checkout's packages
     with running(ours(checkpoint, *caps), work / "server.log") as base:
-        _stream_gaps(base, 16, threading.Event())  # warm
-        alone = _stream_gaps(base, tokens, threading.Event())
-        loaded, statuses = _loaded_gaps(base, tokens, data_url, upload)
+        _stream_gaps(base, 16, threading.Event())  # warm-up, not counted
+        protocol = Protocol()  # one stream each: calibrated, re-run once when the machine's speed moved
+        alone = protocol.run_pass("stream alone", lambda: _stream_gaps(base, tokens, threading.Event()))
+        loaded, statuses = protocol.run_pass(
+            "stream while loaded", lambda: _loaded_gaps(base, tokens, data_url, upload)
+        )
     samples = {"alone": alone, "loaded": loaded}
     return {
         "meta": {
@@ -110,6 +114,8 @@ def measure(data_url_mb: int = 48, upload_mb: int = 192, tokens: int = 1500, ser
             "tokens": tokens,
             "server": server_pythonpath or "this checkout",
             "large_request_statuses": sorted(statuses),
+            "reps": 1,
+            "protocol": protocol.meta(),
         },
         "samples_s": samples,
         "max_gap_ms": {name: max(values) * 1000 for name, values in samples.items()},
@@ -123,13 +129,14 @@ def to_markdown(result: dict[str, Any]) -> str:
     return (
         "\n".join(
             [
-                f"| stream of {meta['tokens']} tokens | longest gap between chunks | median gap |",
+                f"| one stream of {meta['tokens']} tokens each | longest gap between chunks | median gap |",
                 "| --- | ---: | ---: |",
                 f"| alone | {longest['alone']:.0f} ms | {median['alone']:.1f} ms |",
                 f"| while the server receives {load} | {longest['loaded']:.0f} ms | {median['loaded']:.1f} ms |",
             ]
         )
         + "\n"
+        + ("\n" + notes(meta) + "\n" if notes(meta) else "")
     )
 
 

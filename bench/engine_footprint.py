@@ -48,6 +48,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.protocol import spread
+
 VARIANTS = ("one", "all")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_TOKENS = 16
@@ -280,18 +282,21 @@ def to_markdown(result: dict[str, Any]) -> str:
     mib = 2**20
     lines = [
         f"One {meta['frames']}-frame {meta['height']}x{meta['width']} request, tiny checkpoint (aggregator depth "
-        f"{meta['spatial_depth']}, 2C = {2 * meta['spatial_embed_dim']}), fp32, vLLM on CPU in-process; medians of "
-        f"{meta['reps']} fresh processes per variant, alternating. Same generated tokens both ways: "
-        f"{'yes' if result['checks']['same_generated_tokens'] else 'NO'}.",
+        f"{meta['spatial_depth']}, 2C = {2 * meta['spatial_embed_dim']}), fp32, vLLM on CPU in-process; "
+        f"medians (min–max) of {meta['reps']} fresh processes per variant, alternating. Same generated tokens both "
+        f"ways: {'yes' if result['checks']['same_generated_tokens'] else 'NO'}.",
         "",
         "| aggregator keeps | engine peak RSS | request's rise | aggregator alone: rise | kept outputs (analytic) "
         "| VGGT-1B real size (analytic) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for variant, label in (("one", "the connector's layer (ours)"), ("all", "every layer (original)")):
+        runs = result["runs"]
+        peak = spread([run["peak_mib"] for run in runs["engine"][variant]], ".0f", " MiB")
+        rise = spread([run["rise_mib"] for run in runs["engine"][variant]], ".1f", " MiB")
+        alone = spread([run["rise_mib"] for run in runs["aggregator"][variant]], ".1f", " MiB")
         lines.append(
-            f"| {label} | {eng[variant]['peak_mib']:.0f} MiB | {eng[variant]['rise_mib']:.1f} MiB | "
-            f"{agg[variant]['rise_mib']:.1f} MiB | {analytic['measured'][variant] / mib:.1f} MiB | "
+            f"| {label} | {peak} | {rise} | {alone} | {analytic['measured'][variant] / mib:.1f} MiB | "
             f"{analytic['vggt_1b'][variant] / mib:.0f} MiB |"
         )
     ratios = [eng["all"]["peak_mib"] / eng["one"]["peak_mib"], eng["all"]["rise_mib"] / eng["one"]["rise_mib"]]

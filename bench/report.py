@@ -4,7 +4,9 @@ Each benchmark runs as ``python -m bench.<module> --json FILE`` in its own proce
 counters start fresh; one crash does not take the others down); this process then renders the module's
 ``to_markdown`` table and, where the module has one, its ``plot`` into ``docs/bench/``, and fills
 ``bench/report_template.md``. ``--only`` re-runs some sections and keeps the others' last results (read back
-from ``docs/bench/*.json``); ``--quick`` shrinks every benchmark to check the pipeline in a few minutes.
+from ``docs/bench/*.json``); ``--quick`` shrinks every benchmark to check the pipeline in a few minutes (the
+whole pipeline, protocol included, once cheaply). Every section follows :mod:`bench.protocol`; the header's
+repetition counts are read from the saved results, not written by hand.
 
 The GPU section renders ``docs/bench/gpu_spatial_encoder.json`` when ``bench/gpu/run.sh`` wrote it on a GPU (or
 runs it when CUDA is here); otherwise it says the page has no GPU numbers, after checking the script with
@@ -39,41 +41,57 @@ class Section:
     module: str  # bench.<module>, run with ``--json``
     args: tuple[str, ...]  # the full run
     quick_args: tuple[str, ...]  # the pipeline check
+    unit: str  # what one repetition is, for the header's count
+    plot: bool = True  # render the module's plot into docs/bench/NAME.png (where the module has one)
 
     def command(self, quick: bool) -> list[str]:
         return ["python", "-m", f"bench.{self.module}", *(self.quick_args if quick else self.args)]
 
 
 # end-to-end on small frames (~160 video tokens) so 5 repetitions of the whole sweep fit the budget; the module's
-# default, 640x480 clips (~3,100 video tokens), costs ~8 s per uncached request on 2 cores
+# default, 640x480 clips (~3,100 video tokens), costs ~8 s per uncached request on 2 cores, so that size gets one
+# row (q = 18, 8 clients, ours vs plain vLLM) at 2 repetitions
 SMALL_CLIP = ("--clip", "140x112", "--pixels", "3136", "15680")
+# fmt: off
 SECTIONS = [
     Section(
-        "end_to_end",
-        "bench_end_to_end",
+        "end_to_end", "bench_end_to_end",
         (*SMALL_CLIP, "--questions", "1", "8", "18", "--concurrency", "1", "8", "--reps", "5"),
         (*SMALL_CLIP, "--questions", "1", "2", "--concurrency", "2", "--reps", "1", "--no-plain-vllm"),
+        "passes per path and question count",
     ),
-    Section("server_overhead", "bench_server_overhead", ("--rounds", "8"), ("--rounds", "1")),
+    Section(
+        "end_to_end_640", "bench_end_to_end",
+        ("--questions", "18", "--concurrency", "8", "--paths", "vllm_c8", "ours_c8", "--reps", "2"),
+        (*SMALL_CLIP, "--questions", "2", "--concurrency", "2", "--paths", "vllm_c2", "ours_c2", "--reps", "1"),
+        "passes per path", plot=False,
+    ),
+    Section("server_overhead", "bench_server_overhead", ("--rounds", "8"), ("--rounds", "1"), "rounds"),
     # T = 128 only (the original's candidate count): its algorithm takes ~20 s per call there on 2 idle cores
     Section(
-        "select_frames",
-        "bench_select_frames",
-        ("--frames", "128", "--sizes", "392x518", "294x518", "--reps", "5"),
-        ("--frames", "8", "--sizes", "98x126", "--reps", "1"),
+        "select_frames", "bench_select_frames", ("--frames", "128", "--sizes", "392x518", "294x518", "--reps", "5"),
+        ("--frames", "8", "--sizes", "98x126", "--reps", "1"), "runs per contender and size",
     ),
-    Section("decode", "bench_decode", ("--reps", "5"), ("--reps", "1", "--seconds", "2", "--candidates", "16")),
     Section(
-        "space_aware_split",
-        "bench_space_aware_split",
-        ("--candidates", "32", "--reps", "5"),
-        ("--candidates", "4", "--k", "2", "--reps", "1", "--seconds", "1"),
+        "decode", "bench_decode", ("--reps", "5"), ("--reps", "1", "--seconds", "2", "--candidates", "16"),
+        "runs per contender",
     ),
-    Section("stream_gap", "bench_stream_gap", (), ("--data-url-mb", "4", "--upload-mb", "8", "--tokens", "200")),
+    Section(
+        "space_aware_split", "bench_space_aware_split", ("--candidates", "32", "--reps", "5"),
+        ("--candidates", "4", "--k", "2", "--reps", "1", "--seconds", "1"), "requests",
+    ),
+    Section(
+        "stream_gap", "bench_stream_gap", (), ("--data-url-mb", "4", "--upload-mb", "8", "--tokens", "200"),
+        "stream per condition",
+    ),
     # VGGT's real layer count at the tiny widths: the default depth 2 holds one extra layer, lost in noise.
     # Peak memory, not time: 2 repetitions (each starts two engines, ~2 min; both samples are in the JSON).
-    Section("engine_footprint", "engine_footprint", ("--spatial-depth", "24", "--reps", "2"), ("--reps", "1")),
+    Section(
+        "engine_footprint", "engine_footprint", ("--spatial-depth", "24", "--reps", "2"), ("--reps", "1"),
+        "fresh processes per variant",
+    ),
 ]
+# fmt: on
 GPU_SCRIPT = "bench/gpu/run.sh"
 GPU_RESULT = "gpu_spatial_encoder.json"
 
@@ -158,6 +176,21 @@ def gpu_section(out_dir: Path, timeout_s: float, check_script: bool = True) -> s
     )
 
 
+def repetitions(results: dict[str, dict[str, Any]]) -> str:
+    """The header's line: how many repetitions each section's saved result holds, read from its data."""
+    parts = []
+    for section in SECTIONS:
+        result = results.get(section.name)
+        if result is None:
+            continue
+        meta = result["meta"]
+        count = meta.get("reps", meta.get("rounds", 1))
+        protocol = meta.get("protocol")
+        state = "" if protocol is None else (" (**noisy**)" if protocol["noisy"] else "")
+        parts.append(f"`{section.name}` {count} {section.unit}{' (quick run)' if meta.get('quick') else ''}{state}")
+    return "Repetitions per section, read from the saved results: " + ("; ".join(parts) or "none yet") + "."
+
+
 def renders(module: Any, result: dict[str, Any]) -> bool:
     """Whether a saved result has the shape the module's table needs (older formats do not)."""
     try:
@@ -181,13 +214,16 @@ def render(results: dict[str, dict[str, Any]], gpu: str, out_dir: Path) -> str:
             table = module.to_markdown(result).rstrip()
             if result["meta"].get("quick"):
                 table = "**Quick run (`--quick`): checks the pipeline, not for quoting.**\n\n" + table
-            if hasattr(module, "plot"):
+            if result["meta"].get("protocol", {}).get("noisy"):
+                table = "**Noisy run: the protocol flagged this section (reasons under the table).**\n\n" + table
+            if section.plot and hasattr(module, "plot"):
                 module.plot(result, out_dir / f"{section.name}.png")
         was_quick = bool(result and result["meta"].get("quick"))
         text = text.replace(f"{{{{table:{section.name}}}}}", table)
         text = text.replace(f"{{{{command:{section.name}}}}}", " ".join(section.command(was_quick)))
     text = text.replace("{{command:gpu_spatial_encoder}}", GPU_SCRIPT)
     text = text.replace("{{environment}}", environment())
+    text = text.replace("{{repetitions}}", repetitions(results))
     text = text.replace("{{gpu}}", gpu)
     leftover = re.findall(r"\{\{[^}]+\}\}", text)
     if leftover:

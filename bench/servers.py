@@ -75,3 +75,29 @@ def plain_vllm(checkpoint: Path, num_frames: int, *extra: str) -> list[str]:
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint), *ENGINE_OPTIONS,
         "--media-io-kwargs", json.dumps({"video": {"num_frames": num_frames}}), *extra,
     ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def suspended(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
+    """Stop (SIGSTOP) every process tree given for the duration, so servers not being timed use no CPU at all.
+
+    A stopped server keeps its sockets and state; SIGCONT resumes it where it was (children first, then each
+    server), so its next request finds it as it was left.
+    """
+    import psutil
+
+    trees = []
+    for process in processes:
+        root = psutil.Process(process.pid)
+        trees.append([root, *root.children(recursive=True)])
+    for tree in trees:
+        for member in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.suspend()
+    try:
+        yield
+    finally:
+        for tree in trees:
+            for member in reversed(tree):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    member.resume()

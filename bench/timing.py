@@ -1,4 +1,4 @@
-"""Side-by-side timing for the CPU benchmarks: every contender once per round, the order rotating per round."""
+"""Side-by-side timing for the CPU benchmarks: every contender once per round, under :mod:`bench.protocol`."""
 
 from __future__ import annotations
 
@@ -6,20 +6,26 @@ import gc
 import time
 from collections.abc import Callable
 
+from bench.protocol import Protocol, shuffled_orders
 
-def time_interleaved(fns: dict[str, Callable[[], object]], reps: int, pause_gc: bool = False) -> dict[str, list[float]]:
-    """Seconds per call: one warm-up each, then ``reps`` rounds of every fn, the order rotating per round.
 
-    With ``pause_gc`` each call runs with the cyclic collector off (after a collection), so a contender that
-    builds millions of small containers is not timed by where full collections happen to fall.
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], reps: int, pause_gc: bool = False, protocol: Protocol | None = None
+) -> dict[str, list[float]]:
+    """Seconds per call: one warm-up each, then ``reps`` rounds of every fn in a seeded shuffled order per round.
+
+    Each round is one pass of ``protocol`` (calibrated before and after, re-run once when the machine's speed
+    moved; only the kept attempt's samples count). With ``pause_gc`` each call runs with the cyclic collector off
+    (after a collection), so a contender that builds millions of small containers is not timed by where full
+    collections happen to fall.
     """
+    protocol = protocol or Protocol()
     for fn in fns.values():  # warm-up: first-call costs (lazy imports, allocator growth) are not the subject
         fn()
-    names = list(fns)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(reps):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
+
+    def one_round(order: list[str]) -> dict[str, float]:
+        times = {}
+        for name in order:
             was_enabled = gc.isenabled()
             if pause_gc:
                 gc.collect()
@@ -27,8 +33,14 @@ def time_interleaved(fns: dict[str, Callable[[], object]], reps: int, pause_gc: 
             try:
                 start = time.perf_counter()
                 fns[name]()
-                samples[name].append(time.perf_counter() - start)
+                times[name] = time.perf_counter() - start
             finally:
                 if was_enabled:
                     gc.enable()
+        return times
+
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for rep, order in enumerate(shuffled_orders(list(fns), reps, protocol.seed)):
+        for name, seconds in protocol.run_pass(f"round {rep}", lambda order=order: one_round(order)).items():
+            samples[name].append(seconds)
     return samples

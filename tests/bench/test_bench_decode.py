@@ -21,6 +21,7 @@ from bench.bench_decode import (
     time_interleaved,
     write_pngs,
 )
+from bench.protocol import Protocol, shuffled_orders
 from sampling.uniform import UniformSpec, sample_uniform_from
 
 
@@ -36,10 +37,12 @@ def test_every_path_returns_the_same_frames(tmp_path: Path) -> None:
     assert torch.equal(qwen_vl_utils_frames(path, 4), sample_uniform_from(data, UniformSpec(nframes=4)).frames)
 
 
-def test_interleaved_timing_rotates_the_order() -> None:
+def test_interleaved_timing_shuffles_the_order_per_round_with_a_seed() -> None:
     calls: list[str] = []
-    samples = time_interleaved({name: (lambda n=name: calls.append(n)) for name in "abc"}, reps=3)
-    assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then rotating rounds
+    steady = Protocol(calibrate=lambda: 1.0)  # a machine whose speed never moves: no round is re-run
+    samples = time_interleaved({name: (lambda n=name: calls.append(n)) for name in "abc"}, reps=3, protocol=steady)
+    rounds = shuffled_orders(list("abc"), 3, seed=0)
+    assert calls == list("abc") + [name for order in rounds for name in order]  # warm-up, then seeded shuffles
     assert {name: len(times) for name, times in samples.items()} == {"a": 3, "b": 3, "c": 3}
 
 

@@ -100,5 +100,6 @@ def test_measure_summary_and_table_from_canned_runs(monkeypatch: pytest.MonkeyPa
     assert result["analytic_bytes"]["measured"]["all"] == 2 * result["analytic_bytes"]["measured"]["one"]
     json.dumps(result)
     table = footprint.to_markdown(result)
-    assert "| every layer (original) | 3010 MiB | 50.0 MiB | 60.0 MiB | 6.8 MiB | 2354 MiB |" in table
+    row = "| every layer (original) | 3010 MiB (3010–3010) | 50.0 MiB (50.0–50.0) | 60.0 MiB (60.0–60.0) | 6.8 MiB |"
+    assert row + " 2354 MiB |" in table  # medians with the min–max of the two runs
     assert "| all / one | 1.00x | 1.25x | 1.20x | 2.00x | 24.00x |" in table

@@ -35,3 +35,36 @@ def test_every_section_module_has_the_report_interface() -> None:
     for section in SECTIONS:
         module = importlib.import_module(f"bench.{section.module}")
         assert callable(module.measure) and callable(module.to_markdown) and callable(module.main), section.module
+
+
+def test_the_header_counts_repetitions_from_the_saved_results() -> None:
+    from bench.report import repetitions
+
+    noisy = {"reruns": [], "noisy": True, "noisy_reasons": ["x"], "tolerance": 0.15}
+    steady = {**noisy, "noisy": False, "noisy_reasons": []}
+    results = {
+        "end_to_end": {"meta": {"reps": 3, "protocol": steady}},
+        "server_overhead": {"meta": {"rounds": 7, "protocol": noisy}},
+        "stream_gap": {"meta": {}},  # a result saved before the protocol: one stream per condition
+        "engine_footprint": {"meta": {"reps": 1, "quick": True}},
+    }
+    line = repetitions(results)
+    assert "`end_to_end` 3 passes per path and question count;" in line
+    assert "`server_overhead` 7 rounds (**noisy**)" in line
+    assert "`stream_gap` 1 stream per condition" in line
+    assert "`engine_footprint` 1 fresh processes per variant (quick run)" in line
+    assert "decode" not in line  # a section without a result is not counted
+    assert repetitions({}).endswith("none yet.")
+
+
+def test_a_noisy_section_is_flagged_above_its_table(tmp_path: Path) -> None:
+    from bench.report import render
+
+    main(["--quick", "--only", "select_frames", "--docs", str(tmp_path), "--no-gpu-check"])
+    result = json.loads((tmp_path / "bench" / "select_frames.json").read_text())
+    assert result["meta"]["protocol"]["calibrations"]  # every round was calibrated
+    result["meta"]["protocol"] |= {"noisy": True, "noisy_reasons": ["round 0: the machine's speed changed"]}
+    page = render({"select_frames": result}, "no gpu", tmp_path / "bench")
+    assert "**Noisy run: the protocol flagged this section" in page
+    assert "**Noisy:** round 0: the machine's speed changed." in page
+    assert "`select_frames` 1 runs per contender and size (quick run) (**noisy**)" in page
