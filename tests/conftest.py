@@ -106,14 +106,12 @@ def start_server(
     env: dict[str, str] | None = None,
     timeout_s: float = START_TIMEOUT_S,
     clean_stop: bool = True,
-    quiet_stop: bool = True,
 ):
     """A real ``python -m server`` on the tiny checkpoint with the test caps; yields (Server, health statuses).
 
     With ``clean_stop`` (every server but one whose engine a test kills), leaving the block stops the server with
     SIGTERM and checks what an operator relies on (:func:`processes.stop_cleanly`): so every server of the suite
-    also tests a signal while serving. ``quiet_stop=False`` allows a traceback in what the stop logs (vLLM's data
-    parallel stop, see tests/server/test_data_parallel.py)."""
+    also tests a signal while serving."""
     port = free_port()
     log = root / "server.log"
     uploads = root / "uploads"
@@ -146,7 +144,7 @@ def start_server(
         stop(process)
         raise
     if clean_stop:
-        stop_cleanly(process, log, quiet=quiet_stop)
+        stop_cleanly(process, log)
     else:
         stop(process)
 

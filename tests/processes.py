@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import time
@@ -48,9 +49,21 @@ def stop(process: subprocess.Popen, timeout_s: float = 60) -> None:
         process.wait()
 
 
-def stop_cleanly(process: subprocess.Popen, log: Path, timeout_s: float = 300, quiet: bool = True) -> None:
+def has_traceback(log_text: str) -> bool:
+    """A traceback in a server's log, less vLLM's own report of its shutdown race.
+
+    vLLM stops its engine before it cancels the task that reads the engine's output; when that task reads first it
+    logs "AsyncLLM output_handler failed" with an ``EngineDeadError`` traceback at ERROR, every line tagged
+    ``[async_llm.py:N]``. It happens on a stop the operator asked for, more often under load and always with data
+    parallel; nothing of ours is in it, and a traceback from our code (or any other) still counts.
+    """
+    ours = [line for line in log_text.splitlines() if not re.search(r" ERROR .*\[async_llm\.py:\d+\]", line)]
+    return any("Traceback" in line for line in ours)
+
+
+def stop_cleanly(process: subprocess.Popen, log: Path, timeout_s: float = 300) -> None:
     """SIGTERM a serving server and check the stop an operator relies on: exit code 0, every process it started
-    gone, its one "stopped" line, and (``quiet``) no traceback written after the signal."""
+    gone, its one "stopped" line, and no traceback written after the signal (:func:`has_traceback`)."""
     tree = [psutil.Process(process.pid)]
     with contextlib.suppress(psutil.Error):
         tree += tree[0].children(recursive=True)
@@ -66,5 +79,5 @@ def stop_cleanly(process: subprocess.Popen, log: Path, timeout_s: float = 300, q
     after = log.read_text(errors="replace")[before:]
     assert process.returncode == 0, after[-4000:]
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], f"left running: {alive}\n{after[-2000:]}"
-    assert not quiet or "Traceback" not in after, after[-4000:]
+    assert not has_traceback(after), after[-4000:]
     assert "spatial-mllm-serve: stopped" in after, after[-4000:]

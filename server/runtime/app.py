@@ -49,6 +49,7 @@ VLLM_ROUTES_KEPT = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
 VLLM_ROUTES_KEPT |= {"/v1/models"}
 SWEEP_INTERVAL_S = 60.0
 ENGINE_WATCH_INTERVAL_S = 0.5
+ENGINE_DEATH_GRACE_S = 15.0
 
 
 class EngineDiedDuringStartUp(RuntimeError):
@@ -64,14 +65,29 @@ async def _while_engine_lives(engine: EngineClient, starting: Awaitable[None]) -
     killed for memory while VGGT loaded for the geometry worker).
     """
     task = asyncio.ensure_future(starting)
+    try:
+        await _until_done_or_engine_death(engine, task)
+    except asyncio.CancelledError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise
+    task.result()
+
+
+async def _until_done_or_engine_death(engine: EngineClient, task: asyncio.Future) -> None:
     while not task.done():
         await asyncio.wait({task}, timeout=ENGINE_WATCH_INTERVAL_S)
         if not task.done() and engine.errored:
+            # a stop the operator asked for (SIGTERM, Ctrl-C) ends the engine first too, then cancels this start-up
+            # within moments: only an engine dead with no such cancellation after the grace period is a death
+            await asyncio.wait({task}, timeout=ENGINE_DEATH_GRACE_S)
+            if task.done():
+                break
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
             raise EngineDiedDuringStartUp("the engine died while the server was starting; see its log above")
-    task.result()
 
 
 async def _sweep_uploads(files: FileStore) -> None:

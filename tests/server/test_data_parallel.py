@@ -83,10 +83,7 @@ def dp2(tiny_checkpoint: Path, room_video: Path, tmp_path_factory: pytest.TempPa
     root = tmp_path_factory.mktemp("dp2")
     video = data_url(room_video)
     dp = ("--data-parallel-size", str(ENGINES))
-    # vLLM's data-parallel stop (abort mode, --shutdown-timeout 0) force-kills the engine cores, and its AsyncLLM
-    # output handler then logs an EngineDeadError traceback at ERROR level; the stop is otherwise clean (exit 0,
-    # every process gone, our one line), which is what is checked
-    with start_server(tiny_checkpoint, root, *dp, timeout_s=START_TIMEOUT_S, quiet_stop=False) as (server, _):
+    with start_server(tiny_checkpoint, root, *dp, timeout_s=START_TIMEOUT_S) as (server, _):
         before = httpx.get(f"{server.base}/metrics", timeout=30).text
         by_rank = {
             (name, rank): _ask(server, _body(video, sampling), rank)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from processes import free_port
+from processes import free_port, has_traceback
 
 pytestmark = pytest.mark.engine
 
@@ -85,7 +85,7 @@ def _stop_with(process: subprocess.Popen, signum: signal.Signals, log: Path) -> 
             process.wait()
     text = log.read_text(errors="replace")
     assert process.returncode == 0, text[-4000:]
-    assert "Traceback" not in text, text[-4000:]
+    assert not has_traceback(text), text[-4000:]
     ours = [line for line in text.splitlines() if line.startswith("spatial-mllm-serve:")]
     assert len(ours) == 1, text[-4000:]
     return ours[0]
