@@ -60,7 +60,7 @@ demo: setup
 reference-demo: setup
 	$(PY) -m model_plugin.reference.demo
 
-# Every CPU benchmark side by side; regenerates docs/BENCHMARKS.md and docs/bench/ (about 20 minutes on 2 cores).
+# Every CPU benchmark side by side; regenerates docs/BENCHMARKS.md and docs/bench/ (44 minutes on 2 idle cores, re-runs included).
 bench: setup
 	$(PY) -m bench.report
 
