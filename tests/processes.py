@@ -42,11 +42,18 @@ def wait_until_ready(base: str, process: subprocess.Popen, log: Path, timeout_s:
 def stop(process: subprocess.Popen, timeout_s: float = 60) -> None:
     """SIGTERM, then SIGKILL if the process has not exited in ``timeout_s``."""
     process.terminate()
+    _exited_or_killed(process, timeout_s)
+
+
+def _exited_or_killed(process: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for the process to exit; kill it if it has not. True when it exited by itself."""
     try:
         process.wait(timeout=timeout_s)
+        return True
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+        return False
 
 
 def has_traceback(log_text: str) -> bool:
@@ -69,11 +76,7 @@ def stop_cleanly(process: subprocess.Popen, log: Path, timeout_s: float = 300) -
         tree += tree[0].children(recursive=True)
     before = log.stat().st_size
     process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    if not _exited_or_killed(process, timeout_s):
         pytest.fail(f"the server did not exit within {timeout_s} s of SIGTERM:\n{log.read_text()[-4000:]}")
     _, alive = psutil.wait_procs(tree, timeout=60)
     after = log.read_text(errors="replace")[before:]

@@ -80,15 +80,20 @@ def _stop_with(process: subprocess.Popen, signum: signal.Signals, log: Path) -> 
         _wait_for(lambda: not any(_alive(member) for member in tree), "every process of the tree gone", log)
         _wait_for(lambda: not _group_members(process.pid), "process group empty", log)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _kill_group_if_running(process)
     text = log.read_text(errors="replace")
     assert process.returncode == 0, text[-4000:]
     assert not has_traceback(text), text[-4000:]
     ours = [line for line in text.splitlines() if line.startswith("spatial-mllm-serve:")]
     assert len(ours) == 1, text[-4000:]
     return ours[0]
+
+
+def _kill_group_if_running(process: subprocess.Popen) -> None:
+    """SIGKILL the server's whole process group if the server is still running (a test that failed midway)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _log_shows(log: Path, text: str) -> bool:
@@ -181,9 +186,7 @@ def test_an_engine_death_while_the_app_starts_ends_the_server(tiny_checkpoint: P
         process.wait(timeout=DEADLINE_S)
         _wait_for(lambda: not _group_members(process.pid), "process group empty", log)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _kill_group_if_running(process)
     text = log.read_text(errors="replace")
     assert process.returncode != 0, text[-4000:]
     assert "the engine died while the server was starting" in text, text[-4000:]
