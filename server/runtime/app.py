@@ -66,28 +66,21 @@ async def _while_engine_lives(engine: EngineClient, starting: Awaitable[None]) -
     """
     task = asyncio.ensure_future(starting)
     try:
-        await _until_done_or_engine_death(engine, task)
-    except asyncio.CancelledError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        raise
-    task.result()
-
-
-async def _until_done_or_engine_death(engine: EngineClient, task: asyncio.Future) -> None:
-    while not task.done():
-        await asyncio.wait({task}, timeout=ENGINE_WATCH_INTERVAL_S)
-        if not task.done() and engine.errored:
-            # a stop the operator asked for (SIGTERM, Ctrl-C) ends the engine first too, then cancels this start-up
-            # within moments: only an engine dead with no such cancellation after the grace period is a death
-            await asyncio.wait({task}, timeout=ENGINE_DEATH_GRACE_S)
-            if task.done():
-                break
+        while not task.done():
+            await asyncio.wait({task}, timeout=ENGINE_WATCH_INTERVAL_S)
+            if not task.done() and engine.errored:
+                # a stop the operator asked for (SIGTERM, Ctrl-C) ends the engine first too, then cancels this
+                # start-up within moments: only an engine dead with no such cancellation after the grace period is
+                # a death
+                await asyncio.wait({task}, timeout=ENGINE_DEATH_GRACE_S)
+                if not task.done():
+                    raise EngineDiedDuringStartUp("the engine died while the server was starting; see its log above")
+    finally:
+        if not task.done():  # engine death, or this start-up cancelled: the half-done start goes too
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            raise EngineDiedDuringStartUp("the engine died while the server was starting; see its log above")
+    task.result()
 
 
 async def _sweep_uploads(files: FileStore) -> None:
@@ -127,11 +120,8 @@ def wire_resources(
         # the geometry worker loads now, so a failure stops start-up instead of a user's request
         worker = GeometryWorker(geometry, settings.space_aware_queue, settings.retry_after_s) if geometry else None
         if worker is not None:
-            try:
-                await _while_engine_lives(engine_client(app_.state), worker.start())
-            except BaseException:
-                await worker.close()
-                raise
+            # a cancelled start kills the half-loaded worker process itself (GeometryWorker._spawn)
+            await _while_engine_lives(engine_client(app_.state), worker.start())
         state.preparer.geometry = worker
         sweeper = asyncio.create_task(_sweep_uploads(state.files))
         try:
