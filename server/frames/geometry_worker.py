@@ -22,8 +22,12 @@ import itertools
 import logging
 import multiprocessing
 from argparse import Namespace
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,8 +39,10 @@ from server.runtime.gpu_layout import engine_share_bytes, geometry_device, visib
 from server.runtime.settings import GiB, ServerSettings
 
 LOG = logging.getLogger("spatial_mllm_serve")
+T = TypeVar("T")
 CUDA_CONTEXT_BYTES = GiB // 2  # a CUDA context lives outside the allocator the budget caps
 STOP_TIMEOUT_S = 10.0
+LIVENESS_POLL_S = 0.5  # how soon the dispatcher notices a dead worker with no work queued
 
 
 class GeometryUnavailable(RuntimeError):
@@ -136,6 +142,9 @@ class GeometryWorker:
         self._conn = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: _Job | None = None
+        # threads of its own for the blocking pipe calls (a recv lasts a whole load or pass): the event loop's
+        # default executor, shared with uploads and the engine's front end, never waits behind them
+        self._threads = ThreadPoolExecutor(2, thread_name_prefix="geometry")
         # this worker's own counts, beside the process-wide Prometheus series: several workers in one process
         # (tests, or apps wired side by side) each read their own, whatever the others do
         self.passes: collections.Counter[str] = collections.Counter()
@@ -167,6 +176,10 @@ class GeometryWorker:
         while self._queue:
             self._fail(self._queue.popleft(), "The server is shutting down.")
         await self._retire()
+        self._threads.shutdown(wait=False)
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
 
     async def select(self, images: np.ndarray, k: int, param: str) -> PassResult:
         """Run one pass on uint8 candidate images [T, 3, h, w] and choose ``k`` of them.
@@ -192,35 +205,51 @@ class GeometryWorker:
             raise
 
     async def _dispatch(self) -> None:
+        """Run queued passes in order, reloading the worker whenever it is found dead. Nothing a pass or a reload
+        raises ends this loop: a dead dispatcher would leave every later space-aware request waiting forever and
+        ``/ready`` at 503 for good."""
         while True:
-            if not self.ready:  # it died (woken by its exit) or a pass lost it: load a new one before more work
-                await self._restart()
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            job = self._queue.popleft()
-            GEOMETRY_QUEUE_DEPTH.set(len(self._queue))
-            if job.result.done():
-                continue
-            job.running, self._running = True, job
-            PASSES_RUNNING.inc()
             try:
-                reply = await asyncio.to_thread(self._exchange, job)
-            except (EOFError, OSError):
-                self._count_pass("lost")
-                self._fail(job, "The space-aware sampling worker stopped during this request; retry.")
-                continue
-            except Exception:  # never let one job end the dispatcher: every later request would hang
-                LOG.exception("handing a pass to the geometry worker failed")
-                self._count_pass("failed")
-                self._fail(job, "The space-aware sampling pass failed on the server; retry.")
-                await self._retire()  # the pipe may be mid-message: start clean
-                continue
-            finally:
-                job.running, self._running = False, None
-                PASSES_RUNNING.dec()
-            self._settle(job, reply)
+                await self._dispatch_next()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                LOG.exception("the geometry dispatcher failed; going on in %s s", self.retry_after_s)
+                await asyncio.sleep(self.retry_after_s)
+
+    async def _dispatch_next(self) -> None:
+        if not self.ready:  # it died (seen by the poll below) or a pass lost it: load a new one before more work
+            await self._restart()
+        if not self._queue:
+            # wake for new work at once, and for a dead worker within a poll (``is_alive`` is a non-blocking
+            # waitpid): no event-loop reader on the process's sentinel pipe, whose descriptor number the process
+            # object's finaliser may close after a newer worker reused it
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), LIVENESS_POLL_S)
+            return
+        job = self._queue.popleft()
+        GEOMETRY_QUEUE_DEPTH.set(len(self._queue))
+        if not job.result.done():
+            await self._run(job)
+
+    async def _run(self, job: _Job) -> None:
+        """Hand ``job`` to the worker and settle its future, whatever happens: no job is left waiting."""
+        job.running, self._running = True, job
+        PASSES_RUNNING.inc()
+        try:
+            self._settle(job, await self._in_thread(self._exchange, job))
+        except (EOFError, OSError):
+            self._count_pass("lost")
+            self._fail(job, "The space-aware sampling worker stopped during this request; retry.")
+        except Exception:  # one job's failure is its own: fail it and start clean, the pipe may be mid-message
+            LOG.exception("handing a pass to the geometry worker failed")
+            self._count_pass("failed")
+            self._fail(job, "The space-aware sampling pass failed on the server; retry.")
+            await self._retire()
+        finally:
+            job.running, self._running = False, None
+            PASSES_RUNNING.dec()
 
     def _exchange(self, job: _Job) -> tuple:
         """Send one job and wait for its outcome (in a thread: the pipe blocks)."""
@@ -260,27 +289,19 @@ class GeometryWorker:
         process.start()
         child.close()
         try:
-            kind, detail = await asyncio.to_thread(parent.recv)
+            kind, detail = await self._in_thread(parent.recv)
         except EOFError:
             kind, detail = "failed", f"the worker exited with code {process.exitcode}"
         except asyncio.CancelledError:
             # start-up stopped (a signal, or the engine died): the half-loaded worker goes too, which also ends the
             # thread blocked in recv (EOF), so the event loop's executor can shut down
             process.kill()
-            await asyncio.to_thread(process.join, STOP_TIMEOUT_S)
+            await self._in_thread(_reap, process, parent)
             raise
         if kind != "ready":
-            parent.close()
-            await asyncio.to_thread(process.join, STOP_TIMEOUT_S)
+            await self._in_thread(_reap, process, parent)
             raise GeometryUnavailable(f"space-aware sampling could not load VGGT from {self.config.source}: {detail}")
         self._process, self._conn = process, parent
-        loop = asyncio.get_running_loop()
-
-        def exited() -> None:  # the sentinel turns readable when the process ends: wake the dispatcher once
-            loop.remove_reader(process.sentinel)
-            self._wakeup.set()
-
-        loop.add_reader(process.sentinel, exited)
         LOG.info("geometry worker %s ready: %s", process.pid, detail)
 
     async def _restart(self) -> None:
@@ -292,24 +313,31 @@ class GeometryWorker:
             try:
                 await self._spawn()
                 return
-            except GeometryUnavailable:
+            except Exception:  # a bad load, or the spawn itself failing (out of processes, memory): retry either way
                 LOG.exception("restarting the geometry worker failed")
                 await asyncio.sleep(self.retry_after_s)
 
     async def _retire(self) -> None:
-        if self._process is not None:
-            asyncio.get_running_loop().remove_reader(self._process.sentinel)
-        await asyncio.to_thread(self._stop_process)
+        await self._in_thread(self._stop_process)
 
     def _stop_process(self) -> None:
         process, conn = self._process, self._conn
         self._process, self._conn = None, None
         if conn is not None:
             with contextlib.suppress(OSError):
-                conn.send(None)
-            conn.close()
+                conn.send(None)  # asks a live worker to leave; a dead one's pipe is just closed
         if process is not None:
-            process.join(STOP_TIMEOUT_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            _reap(process, conn)
+
+
+def _reap(process: multiprocessing.process.BaseProcess, conn: Connection | None) -> None:
+    """Wait for ``process`` to end (killing it after :data:`STOP_TIMEOUT_S`), then close its pipe and its
+    sentinel now: left to the garbage collector, the sentinel's descriptor would close at some later moment,
+    perhaps after its number went to a newer worker's pipe."""
+    if conn is not None:
+        conn.close()
+    process.join(STOP_TIMEOUT_S)
+    if process.is_alive():
+        process.kill()
+        process.join()
+    process.close()

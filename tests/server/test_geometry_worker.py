@@ -158,6 +158,26 @@ def test_a_killed_worker_fails_its_pass_with_503_and_is_replaced(
     assert _metric("spatial_mllm_geometry_restarts_total") >= restarts_shown + 1  # and Prometheus shows it
 
 
+def test_an_idle_worker_that_dies_is_replaced_even_when_a_reload_fails(
+    worker: GeometryWorker, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No request needed to notice the death, and a reload that raises (here: the spawn itself fails, as when the
+    machine is out of processes) is retried rather than ending the supervisor."""
+    old_pid, real_spawn, spawns = worker.pid, worker._spawn, []
+
+    async def first_spawn_fails() -> None:
+        spawns.append(len(spawns))
+        if len(spawns) == 1:
+            raise OSError("Resource temporarily unavailable")
+        await real_spawn()
+
+    monkeypatch.setattr(worker, "_spawn", first_spawn_fails)
+    os.kill(old_pid, signal.SIGKILL)
+    loop.run_until_complete(_until(lambda: worker.ready and worker.pid != old_pid))
+    assert spawns == [0, 1]
+    assert len(loop.run_until_complete(worker.select(_images(40), 2, "v")).positions) == 2
+
+
 def test_concurrent_new_videos_each_decode_once_and_say_which_frames(
     worker: GeometryWorker, loop: asyncio.AbstractEventLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,6 @@
 """Readiness apart from liveness, on the session's live server: a geometry worker that is killed and cannot load
-again at once (its weights are hidden meanwhile, as a worker that keeps crashing) makes the server not ready,
-never not alive; uniform questions keep being answered, and ``/ready`` is 200 again once the worker is back."""
+again at once (its weights stay hidden until a reload has failed, as a worker that keeps crashing) makes the server
+not ready, never not alive; uniform questions keep being answered, and ``/ready`` is 200 again once it is back."""
 
 from __future__ import annotations
 
@@ -47,14 +47,30 @@ def _restarts(live) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def _until(status: int, url: str, timeout_s: float) -> httpx.Response:
+def _worker_lines(live) -> list[str]:
+    """What the server logged about its geometry worker (loads, failed reloads, dispatcher trouble)."""
+    return [line for line in live.log.read_text(errors="replace").splitlines() if "geometry" in line]
+
+
+def _until(status: int, url: str, timeout_s: float, live) -> httpx.Response:
     deadline = time.monotonic() + timeout_s
     while True:
         reply = httpx.get(url, timeout=10)
         if reply.status_code == status:
             return reply
-        assert time.monotonic() < deadline, f"{url} still answers {reply.status_code}: {reply.text}"
+        assert time.monotonic() < deadline, (
+            f"{url} still answers {reply.status_code}: {reply.text}\nthe server on its geometry worker:\n"
+            + "\n".join(_worker_lines(live)[-20:])
+        )
         time.sleep(0.2)
+
+
+def _until_a_reload_failed(live, before: int, timeout_s: float) -> None:
+    """Wait for a reload of the worker to fail (its weights are hidden): the retry path, not just a slow load."""
+    deadline = time.monotonic() + timeout_s
+    while sum("restarting the geometry worker failed" in line for line in _worker_lines(live)) <= before:
+        assert time.monotonic() < deadline, "no failed reload logged:\n" + "\n".join(_worker_lines(live)[-20:])
+        time.sleep(0.5)
 
 
 def test_a_dead_geometry_worker_makes_the_server_unready_but_alive(
@@ -64,6 +80,7 @@ def test_a_dead_geometry_worker_makes_the_server_unready_but_alive(
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "parts": {"engine": "ready", "geometry_worker": "ready"}}
     worker, restarts = _geometry_worker(live), _restarts(live)
+    failed_reloads = sum("restarting the geometry worker failed" in line for line in _worker_lines(live))
     question = {
         "model": "spatial-mllm-tiny",
         "messages": [
@@ -81,7 +98,7 @@ def test_a_dead_geometry_worker_makes_the_server_unready_but_alive(
     }
     with _weights_hidden(tiny_checkpoint):
         os.kill(worker.pid, signal.SIGKILL)
-        unready = _until(503, f"{live.base}/ready", 30)
+        unready = _until(503, f"{live.base}/ready", 30, live)
         body = unready.json()
         assert body["parts"] == {"engine": "ready", "geometry_worker": "loading"}
         assert body["error"]["code"] == 503 and "space-aware sampling worker" in body["error"]["message"]
@@ -93,6 +110,7 @@ def test_a_dead_geometry_worker_makes_the_server_unready_but_alive(
         # still not ready: the answer came while the worker was down (it cannot load without its weights)
         assert httpx.get(f"{live.base}/ready", timeout=10).status_code == 503
         assert httpx.get(f"{live.base}/health", timeout=10).status_code == 200
-    _until(200, f"{live.base}/ready", 180)
+        _until_a_reload_failed(live, failed_reloads, 180)
+    _until(200, f"{live.base}/ready", 180, live)
     assert _geometry_worker(live).pid != worker.pid
     assert _restarts(live) >= restarts + 1
