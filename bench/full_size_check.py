@@ -11,8 +11,8 @@ question over HTTP, stops the server and prints::
 ``params`` is what the engine loaded (the model logs its own counts after loading weights; ``vggt`` is the
 aggregator, the only part of VGGT serving loads), ``video_frames`` comes from the answers, ``peak_rss_bytes`` is
 the largest sum of resident memory over the server's whole process tree (API, engine, geometry worker, decoders;
-pages shared between processes count once per process), sampled every 0.2 s. Heavy (about 15 GB of memory and
-many minutes of CPU): not part of the default test run; run it under ``heavy --big``.
+pages shared between processes count once per process), sampled every 0.2 s. Heavy (about 20 GB of memory; 10 min
+on 2 cores once the checkpoints are cached, docs/DEPLOY.md): not part of the default test run.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the checkpoints are kept")
     parser.add_argument("--frames", type=int, default=8, help="uniform question's frames")
     parser.add_argument("--space-aware-frames", type=int, default=8, help="space-aware question's frames")
-    parser.add_argument("--candidates", type=int, default=8, help="space-aware candidates (VGGT pass size)")
+    parser.add_argument("--candidates", type=int, default=16, help="space-aware candidates (VGGT pass size)")
     parser.add_argument("--video-frames", type=int, default=48, help="length of the synthetic video")
     # A wide 4:1 video keeps the geometry worker's float32 VGGT pass small (126x518 input, the seed's resize to
     # width 518); the frames the model sees are resized to --height x --width.

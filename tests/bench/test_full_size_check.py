@@ -50,7 +50,7 @@ def test_server_command_serves_in_the_dtype_with_small_caps(tmp_path: Path) -> N
     flags = dict(zip(command[3::2], command[4::2], strict=False))
     assert command[command.index("--dtype") + 1] == "bfloat16"
     assert command[command.index("--max-pixels-per-frame") + 1] == str(224 * 308)
-    assert command[command.index("--space-aware-candidates") + 1] == "8"
+    assert command[command.index("--space-aware-candidates") + 1] == "16"  # 8 chosen of 16: a real selection
     assert int(command[command.index("--max-num-frames") + 1]) == 8
     assert flags["--model"] == str(tmp_path)
 
