@@ -45,8 +45,11 @@ $(DEPLOY_TOOLS)/.installed: deploy/validate/requirements.txt
 validate-deploy: $(DEPLOY_TOOLS)/.installed
 	$(DEPLOY_TOOLS)/bin/python deploy/validate/check.py
 
+# Tests without an engine on two workers (pytest-xdist), then the engine tests one at a time: two vLLM engines
+# at once would share 2 cores and bind the same one.
 test: prerequisites-test lint validate-deploy
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not engine" -n 2
+	$(PY) -m pytest -m engine
 
 tiny: setup
 	$(PY) -m model_plugin.tiny .cache/tiny-spatial-mllm
