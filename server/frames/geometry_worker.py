@@ -293,8 +293,8 @@ class GeometryWorker:
         except EOFError:
             kind, detail = "failed", f"the worker exited with code {process.exitcode}"
         except asyncio.CancelledError:
-            # start-up stopped (a signal, or the engine died): the half-loaded worker goes too, which also ends the
-            # thread blocked in recv (EOF), so the event loop's executor can shut down
+            # start-up stopped (a signal, or the engine died): the half-loaded worker goes too, which also ends our
+            # thread blocked in recv (EOF)
             process.kill()
             await self._in_thread(_reap, process, parent)
             raise
