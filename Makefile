@@ -45,11 +45,11 @@ $(DEPLOY_TOOLS)/.installed: deploy/validate/requirements.txt
 validate-deploy: $(DEPLOY_TOOLS)/.installed
 	$(DEPLOY_TOOLS)/bin/python deploy/validate/check.py
 
-# Tests without an engine on two workers (pytest-xdist), then the engine tests one at a time: two vLLM engines
-# at once would share 2 cores and bind the same one.
+# The whole suite on two pytest-xdist workers: a test file (or every test on the session's server) runs on one
+# worker, engine files first, and each worker's engines bind their threads to a core of their own
+# (tests/conftest.py: _xdist_groups, engine_cores).
 test: prerequisites-test lint validate-deploy
-	$(PY) -m pytest -m "not engine" -n 2
-	$(PY) -m pytest -m engine
+	$(PY) -m pytest -n 2
 
 tiny: setup
 	$(PY) -m model_plugin.tiny .cache/tiny-spatial-mllm

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,8 @@ import numpy as np
 import pytest
 from hypothesis import settings as hypothesis_settings
 from media import encode_mp4
-from processes import free_port, stop, stop_cleanly, wait_until_ready
+from processes import READY_LINE, free_port, stop, stop_cleanly, wait_until_ready
+from xdist_groups import SESSION_SERVER_FIXTURES, SESSION_SERVER_GROUP, SuiteScheduling, group_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(os.environ.get("SPATIAL_MLLM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
@@ -37,10 +41,67 @@ hypothesis_settings.load_profile("deterministic")
 ENGINE_FIXTURES = frozenset({"server", "live", "llm", "vllm_server"})
 
 
+def engine_cores() -> str | None:
+    """The CPU ids this pytest-xdist worker's vLLM engines bind their OpenMP threads to (vLLM's
+    ``VLLM_CPU_OMP_THREADS_BIND`` syntax), or None outside xdist or when the machine has fewer cores than workers.
+
+    vLLM's automatic binding puts every CPU engine's threads on the same core, so two workers' engines would take
+    turns on one core while the other idles; a share of the cores each lets engine tests run two at a time."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count:
+        return None
+    cores, workers = sorted(os.sched_getaffinity(0)), int(count)
+    share = len(cores) // workers
+    if share == 0:
+        return None
+    index = int(worker.removeprefix("gw"))
+    return ",".join(str(core) for core in cores[index * share : (index + 1) * share])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cores = engine_cores()
+    if cores is not None:  # an operator's own binding wins
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cores)
+
+
+def engine_binding(engines: int) -> dict[str, str]:
+    """The environment for a server with ``engines`` data-parallel engines on this worker's cores (vLLM wants one
+    ``|``-separated CPU list per engine)."""
+    cores = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+    if cores is None or cores in ("auto", "nobind"):
+        return {}
+    return {"VLLM_CPU_OMP_THREADS_BIND": "|".join([cores.split("|")[0]] * engines)}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``-n 2`` (``--dist loadgroup``, pyproject's addopts): whole files, and the session server's files together,
+    to one worker each (:mod:`xdist_groups`)."""
+    if config.getvalue("dist") == "loadgroup":
+        return SuiteScheduling(config, log)
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not item.get_closest_marker("engine"):
             item.add_marker(pytest.mark.engine)
+    config.stash[SESSION_SERVER_USERS] = {
+        _relative(item) for item in items if SESSION_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    }
+    # longest work first, so no worker is left with an engine file at the end while the other idles: the session
+    # server's group, then the other files that start engines, then the rest (order within a file is kept)
+    items.sort(
+        key=lambda item: (group_of(_relative(item)) != SESSION_SERVER_GROUP, not item.get_closest_marker("engine"))
+    )
+
+
+SESSION_SERVER_USERS = pytest.StashKey[
+    set[str]
+]()  # files with a test on the session server (tests/test_xdist_groups.py)
+
+
+def _relative(item: pytest.Item) -> str:
+    return item.path.relative_to(REPO_ROOT).as_posix()
 
 
 def fixture_path(*parts: str) -> Path:
@@ -79,6 +140,16 @@ def processor(tiny_checkpoint: Path):
 
 START_TIMEOUT_S = 420
 API_KEYS = ("test-key-one", "test-key-two")
+# The tiny model needs 512 bytes of KV cache a token: 128 MiB holds 256k tokens, 16 times what 4 sequences of 4096
+# can use. vLLM's CPU default (and the legacy VLLM_CPU_KVCACHE_SPACE in whole GiB) would hold 1 GiB or more per
+# engine, which two test workers' engines at once cannot afford on a 24 GB machine.
+KV_CACHE = "128M"
+
+
+def engine_environment() -> dict[str, str]:
+    """This process's environment for an engine the suite starts: without the legacy KV variable, which would
+    override ``--kv-cache-memory-bytes``."""
+    return {key: value for key, value in os.environ.items() if key != "VLLM_CPU_KVCACHE_SPACE"}
 
 
 @dataclass(frozen=True)
@@ -106,12 +177,14 @@ def start_server(
     env: dict[str, str] | None = None,
     timeout_s: float = START_TIMEOUT_S,
     clean_stop: bool = True,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ):
     """A real ``python -m server`` on the tiny checkpoint with the test caps; yields (Server, health statuses).
 
+    Every start checks the ready line's promise (``/health`` and ``/v1/models`` answer at once when it shows).
     With ``clean_stop`` (every server but one whose engine a test kills), leaving the block stops the server with
-    SIGTERM and checks what an operator relies on (:func:`processes.stop_cleanly`): so every server of the suite
-    also tests a signal while serving."""
+    ``stop_signal`` and checks what an operator relies on (:func:`processes.stop_cleanly`): so every server of the
+    suite also tests a signal while serving."""
     port = free_port()
     log = root / "server.log"
     uploads = root / "uploads"
@@ -123,7 +196,7 @@ def start_server(
         "--served-model-name", "spatial-mllm-tiny",
         "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--max-model-len", "4096", "--enforce-eager", "--max-num-seqs", "4",
-        "--block-size", "32", "--enable-prefix-caching",
+        "--block-size", "32", "--enable-prefix-caching", "--kv-cache-memory-bytes", KV_CACHE,
         "--api-key", API_KEYS[0], API_KEYS[1],
         "--max-num-frames", "16", "--default-num-frames", "8",
         "--min-pixels-per-frame", "3136", "--max-pixels-per-frame", "12544",
@@ -132,21 +205,28 @@ def start_server(
         "--space-aware-candidates", "16", "--playground", "--allowed-local-media-path", str(media_root),
         *extra,
     ]  # fmt: skip
-    (root / "tmp").mkdir(exist_ok=True)
-    full_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TMPDIR": str(root / "tmp"), **(env or {})}
+    # the server's own TMPDIR, seen as root/tmp: short, because vLLM puts its ZeroMQ sockets there and a socket
+    # path over 107 bytes fails (pytest-xdist's popen-gwN/ and a long test name were enough)
+    short_tmp = Path(tempfile.mkdtemp(prefix="smt-"))
+    (root / "tmp").unlink(missing_ok=True)  # a restart in the same folder (a replica)
+    (root / "tmp").symlink_to(short_tmp, target_is_directory=True)
+    full_env = {**engine_environment(), "TMPDIR": str(short_tmp), **(env or {})}
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env)
     base = f"http://127.0.0.1:{port}"
     try:
-        statuses = wait_until_ready(base, process, log, timeout_s)
-        yield Server(base, API_KEYS[1], log, uploads, process, media_root), statuses
+        live_server = Server(base, API_KEYS[1], log, uploads, process, media_root)
+        statuses = wait_until_ready(base, process, log, timeout_s, ready_line=READY_LINE, headers=live_server.headers)
+        yield live_server, statuses
     except BaseException:
         stop(process)
+        shutil.rmtree(short_tmp, ignore_errors=True)
         raise
     if clean_stop:
-        stop_cleanly(process, log)
+        stop_cleanly(process, log, signum=stop_signal)
     else:
         stop(process)
+    shutil.rmtree(short_tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

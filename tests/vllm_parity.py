@@ -15,10 +15,10 @@ import torch
 
 from model_plugin.reference.inference import build_inputs, identity_size_bounds
 
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model with functions of the tests
 
 MAX_TOKENS = 32
+KV_CACHE_BYTES = 128 << 20  # as the suite's servers (tests/conftest.py: KV_CACHE)
 FPS = 2.0
 LIMIT_MM_PER_PROMPT = {
     "video": {"count": 1, "num_frames": 16, "width": 140, "height": 112},
@@ -40,6 +40,7 @@ def make_llm(checkpoint: Path, dtype: str = "float32", **options):
         enforce_eager=True,
         enable_prefix_caching=True,
         block_size=32,
+        kv_cache_memory_bytes=KV_CACHE_BYTES,
         **options,
     )
 

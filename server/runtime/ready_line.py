@@ -89,7 +89,9 @@ async def announce_when_answering(app: FastAPI, args: Namespace, settings: Serve
 async def finish(app: FastAPI, shutdown: Coroutine[Any, Any, None], announcer: asyncio.Task[None]) -> None:
     """Await what ``serve_http`` handed back; for a server stopped before it started, end our lifespan instead."""
     announcer.cancel()
-    server = getattr(app.state, "server", None)
+    # vLLM's lifespan deletes app.state when it ends, which it has when the server stopped by itself (vLLM's
+    # engine watchdog after the engine died while serving): then there is nothing left to stop
+    server = getattr(getattr(app, "state", None), "server", None)
     if server is not None and server.started:
         await shutdown
         return

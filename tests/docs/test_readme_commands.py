@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import pytest
 from media import data_url, encode_mp4
-from processes import free_port, stop, wait_until_ready
+from processes import READY_LINE, free_port, stop, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = (REPO_ROOT / "README.md").read_text()
@@ -90,9 +90,17 @@ def not_here(command: str) -> str | None:
     return next((why for key, why in NOT_HERE.items() if key in command), None)
 
 
+RUN_HERE = ("make demo", "curl ", "make tiny", VLLM_CPU_LINE)  # run by the engine tests below
+
+
 def checked_by_help() -> list[str]:
-    """Program invocations (templates or not): their flags are checked against the program's ``--help``."""
-    return [c for c in command_lines(README) if not not_here(c) and help_program(c) is not None]
+    """Program invocations (templates or not) that are not run here: their flags are checked against the
+    program's ``--help``. A command that is run shows by running that its flags exist."""
+    return [
+        c
+        for c in command_lines(README)
+        if not not_here(c) and not c.startswith(RUN_HERE) and help_program(c) is not None
+    ]
 
 
 @pytest.mark.parametrize("command", sorted(set(checked_by_help())))
@@ -105,13 +113,55 @@ def test_shown_flags_exist(command: str) -> None:
 
 
 def test_every_command_is_run_checked_or_listed() -> None:
-    run_here = ("make demo", "curl ", "make tiny", VLLM_CPU_LINE)  # run below
     unhandled = [
-        c for c in command_lines(README) if not (not_here(c) or c.startswith(run_here) or help_program(c) is not None)
+        c for c in command_lines(README) if not (not_here(c) or c.startswith(RUN_HERE) or help_program(c) is not None)
     ]
     assert not unhandled, f"README commands this test neither runs nor checks: {unhandled}"
-    placeholders = [c for c in command_lines(README) if c.startswith(run_here) and PLACEHOLDER.search(c)]
+    placeholders = [c for c in command_lines(README) if c.startswith(RUN_HERE) and PLACEHOLDER.search(c)]
     assert not placeholders, f"commands meant to be pasted carry placeholders: {placeholders}"
+
+
+@pytest.mark.engine
+def test_readme_cpu_line_for_vllms_own_server(tmp_path: Path) -> None:
+    """``make tiny``, then the README's CPU line for vLLM's server, pasted (the venv's python, a free port): it
+    starts on this machine and answers a video question through the plugin alone. This is also the suite's test of
+    the plugin in vLLM's own server, independently of ours: the entry point alone registers it, and a ``video_url``
+    data URL becomes video tokens in the prompt. It runs before the demo's tests, so its server and the demo's
+    are never up at once."""
+    from model_plugin.reference.demo import synthetic_video
+
+    (line,) = [c for c in command_lines(README) if c.startswith(f"{VLLM_CPU_LINE} --model")]
+    assert "make tiny" in command_lines(README)
+    made = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.synced", "tiny"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    port = free_port()
+    command = line.replace("python ", f"{sys.executable} ", 1).replace("--port 8000", f"--port {port}")
+    assert f"--port {port}" in command
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VLLM_CPU_KVCACHE")}
+    log = tmp_path / "vllm.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ready(base, process, log, 420)
+        frames = synthetic_video(frames=8, height=112, width=140, seed=1).permute(0, 2, 3, 1).numpy()
+        video = encode_mp4(np.ascontiguousarray(frames), tmp_path / "room.mp4")
+        content = [{"type": "video_url", "video_url": {"url": data_url(video)}}, {"type": "text", "text": "Chairs?"}]
+        messages = [{"role": "user", "content": content}]
+        body = {"model": ".cache/tiny-spatial-mllm", "messages": messages, "max_tokens": 8, "temperature": 0}
+        reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
+        assert reply.status_code == 200, reply.text
+        answer = reply.json()
+        assert answer["choices"][0]["message"]["content"]
+        assert answer["usage"]["completion_tokens"] == 8
+        # 8 frames of 112x140 -> 4 x 4 x 5 = 80 video tokens in the prompt
+        assert answer["usage"]["prompt_tokens"] > 80
+        models = httpx.get(f"{base}/v1/models", timeout=10).json()
+        assert models["data"][0]["id"] == ".cache/tiny-spatial-mllm"
+    finally:
+        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +177,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, 
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}", process, log, 420)
+        wait_until_ready(f"http://127.0.0.1:{port}", process, log, 420, ready_line=READY_LINE)
         yield port, home, log
     finally:
         stop(process)
@@ -180,45 +230,3 @@ def test_readme_python_snippets_run(demo: tuple[int, Path, Path]) -> None:
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip().endswith("True")
-
-
-@pytest.mark.engine
-def test_readme_cpu_line_for_vllms_own_server(tmp_path: Path) -> None:
-    """``make tiny``, then the README's CPU line for vLLM's server, pasted (the venv's python, a free port): it
-    starts on this machine and answers a video question through the plugin alone. This is also the suite's test of
-    the plugin in vLLM's own server, independently of ours: the entry point alone registers it, and a ``video_url``
-    data URL becomes video tokens in the prompt."""
-    from model_plugin.reference.demo import synthetic_video
-
-    (line,) = [c for c in command_lines(README) if c.startswith(f"{VLLM_CPU_LINE} --model")]
-    assert "make tiny" in command_lines(README)
-    made = subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.synced", "tiny"], cwd=REPO_ROOT, capture_output=True, text=True
-    )
-    assert made.returncode == 0, made.stderr[-3000:]
-    port = free_port()
-    command = line.replace("python ", f"{sys.executable} ", 1).replace("--port 8000", f"--port {port}")
-    assert f"--port {port}" in command
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VLLM_CPU_KVCACHE")}
-    log = tmp_path / "vllm.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_ready(base, process, log, 420)
-        frames = synthetic_video(frames=8, height=112, width=140, seed=1).permute(0, 2, 3, 1).numpy()
-        video = encode_mp4(np.ascontiguousarray(frames), tmp_path / "room.mp4")
-        content = [{"type": "video_url", "video_url": {"url": data_url(video)}}, {"type": "text", "text": "Chairs?"}]
-        messages = [{"role": "user", "content": content}]
-        body = {"model": ".cache/tiny-spatial-mllm", "messages": messages, "max_tokens": 8, "temperature": 0}
-        reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
-        assert reply.status_code == 200, reply.text
-        answer = reply.json()
-        assert answer["choices"][0]["message"]["content"]
-        assert answer["usage"]["completion_tokens"] == 8
-        # 8 frames of 112x140 -> 4 x 4 x 5 = 80 video tokens in the prompt
-        assert answer["usage"]["prompt_tokens"] > 80
-        models = httpx.get(f"{base}/v1/models", timeout=10).json()
-        assert models["data"][0]["id"] == ".cache/tiny-spatial-mllm"
-    finally:
-        stop(process)

@@ -100,3 +100,24 @@ def test_finish_on_a_server_that_never_started_ends_the_lifespan() -> None:
         assert closed.is_set() and announcer.cancelled()
 
     asyncio.run(scenario())
+
+
+def test_finish_after_vllms_lifespan_deleted_the_apps_state() -> None:
+    """vLLM's watchdog stops the server when the engine dies while serving, and vLLM's lifespan then deletes
+    ``app.state``: finishing must not fail on it (it used to end the process with an AttributeError traceback)."""
+    app = FastAPI()
+    del app.state  # what vLLM's lifespan does on its way out
+    shutdown_ran = False
+
+    async def shutdown() -> None:
+        nonlocal shutdown_ran
+        shutdown_ran = True
+
+    async def scenario() -> asyncio.Task[None]:
+        announcer = asyncio.create_task(asyncio.sleep(3600))
+        await finish(app, shutdown(), announcer)
+        await asyncio.sleep(0)
+        return announcer
+
+    announcer = asyncio.run(scenario())
+    assert announcer.cancelled() and not shutdown_ran  # the server had stopped already: nothing left to await

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -44,14 +45,14 @@ class Replicas:
         self.servers: dict[str, Server] = {}
         self._stacks: dict[str, contextlib.ExitStack] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, stop_signal: signal.Signals = signal.SIGTERM) -> None:
         """Start one replica (one at a time: two engines loading at once on a small CI machine take longer than
-        twice one)."""
+        twice one); ``stop_signal`` is the signal that stops it, checked by ``start_server``."""
         stack = contextlib.ExitStack()
         root = self.root / name
         root.mkdir(exist_ok=True)
         flags = ("--uploads-dir", str(self.uploads), "--uploads-quota-bytes-per-key", str(QUOTA_PER_KEY))
-        server, _ = stack.enter_context(start_server(self.checkpoint, root, *flags))
+        server, _ = stack.enter_context(start_server(self.checkpoint, root, *flags, stop_signal=stop_signal))
         self.servers[name], self._stacks[name] = server, stack
 
     def stop(self, name: str) -> None:
@@ -71,7 +72,7 @@ def replicas(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     pair = Replicas(tiny_checkpoint, tmp_path_factory.mktemp("replicas"))
     try:
         pair.start("a")
-        pair.start("b")
+        pair.start("b", stop_signal=signal.SIGINT)  # Ctrl-C while serving; every other server gets SIGTERM
         yield pair
     finally:
         pair.close()

@@ -1,0 +1,27 @@
+"""The list of files ``pytest -n 2`` runs beside the session server (:mod:`xdist_groups`) is complete: a file
+missing from it would start a second session server on the other worker."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO_ROOT, SESSION_SERVER_USERS
+from xdist_groups import BESIDE_THE_SESSION_SERVER, SESSION_SERVER_FILES, SuiteScheduling, group_of
+
+
+def test_every_file_on_the_session_server_is_listed(request: pytest.FixtureRequest) -> None:
+    users = request.config.stash[SESSION_SERVER_USERS]
+    missing = sorted(users - SESSION_SERVER_FILES)
+    assert not missing, f"add these to SESSION_SERVER_FILES in tests/xdist_groups.py: {missing}"
+
+
+def test_every_listed_file_exists() -> None:
+    for path in SESSION_SERVER_FILES | BESIDE_THE_SESSION_SERVER:
+        assert (REPO_ROOT / path).is_file(), path
+
+
+def test_the_scheduler_groups_by_file_and_the_session_server() -> None:
+    split = SuiteScheduling._split_scope
+    assert split(None, "tests/server/test_routes.py::test_a[x::y]") == "session-server"
+    assert split(None, "tests/server/test_replicas.py::test_b") == "session-server"
+    assert split(None, "tests/server/test_cli.py::test_c[1]") == group_of("tests/server/test_cli.py")
+    assert group_of("tests/server/test_cli.py") == "tests/server/test_cli.py"

@@ -1,0 +1,59 @@
+"""How ``pytest -n 2`` splits the suite between its two workers (wired in ``tests/conftest.py``).
+
+A test file runs on one worker, so a module's fixtures (an engine, a server) start once. Every file with a test on
+the session's server (the ``server``/``live`` fixtures) runs on one worker too, so one session server serves them
+all, together with the files that start servers beside it: a tiny server takes about 4.6 GB, and two workers each
+holding a session server and two replicas would not fit in 24 GB.
+
+The split is a pytest-xdist scheduler (its ``pytest_xdist_make_scheduler`` hook), because xdist's own
+``xdist_group`` marks do not reach its scheduler under pytest 9.2 (xdist 3.8 renames the node id through an
+attribute pytest no longer reads). The scheduler sees only node ids, so the session server's files are listed
+here; ``tests/test_xdist_groups.py`` fails when a file that uses the session server is missing from the list.
+"""
+
+from __future__ import annotations
+
+from xdist.scheduler import LoadScopeScheduling
+
+SESSION_SERVER_GROUP = "session-server"
+SESSION_SERVER_FIXTURES = frozenset({"server", "live"})
+SESSION_SERVER_FILES = frozenset(
+    {
+        "tests/bench/test_end_to_end.py",
+        "tests/bench/test_lmms_eval.py",
+        "tests/bench/test_scanqa_run.py",
+        "tests/bench/test_vsibench_run.py",
+        "tests/deploy/test_deploy_monitoring.py",
+        "tests/server/test_bad_input.py",
+        "tests/server/test_curl.py",
+        "tests/server/test_data_parallel.py",
+        "tests/server/test_fidelity.py",
+        "tests/server/test_files_api.py",
+        "tests/server/test_frame_lists_live.py",
+        "tests/server/test_fuzz.py",
+        "tests/server/test_load.py",
+        "tests/server/test_openai_sdk.py",
+        "tests/server/test_playground.py",
+        "tests/server/test_readiness.py",
+        "tests/server/test_routes.py",
+        "tests/server/test_short_videos_live.py",
+        "tests/server/test_video_frames.py",
+    }
+)
+# files that start servers of their own while the session server is up: on its worker, one server set at a time
+BESIDE_THE_SESSION_SERVER = frozenset({"tests/server/test_replicas.py"})
+
+
+def group_of(path: str) -> str:
+    """The work unit of a test file (its path relative to the repository, as in a node id)."""
+    if path in SESSION_SERVER_FILES or path in BESIDE_THE_SESSION_SERVER:
+        return SESSION_SERVER_GROUP
+    return path
+
+
+class SuiteScheduling(LoadScopeScheduling):
+    """xdist's scope scheduling with :func:`group_of` as the scope: whole work units go to whichever worker is
+    nearly done, in collection order (``tests/conftest.py`` sorts the longest first)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return group_of(nodeid.split("::", 1)[0])
