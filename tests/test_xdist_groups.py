@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import REPO_ROOT, SESSION_SERVER_USERS
-from xdist_groups import BESIDE_THE_SESSION_SERVER, SESSION_SERVER_FILES, SuiteScheduling, group_of
+from xdist_groups import BESIDE_THE_SESSION_SERVER, SESSION_SERVER_FILES, SPLIT_PER_TEST, SuiteScheduling, group_of
 
 
 def test_every_file_on_the_session_server_is_listed(request: pytest.FixtureRequest) -> None:
@@ -25,3 +25,12 @@ def test_the_scheduler_groups_by_file_and_the_session_server() -> None:
     assert split(None, "tests/server/test_replicas.py::test_b") == "session-server"
     assert split(None, "tests/server/test_cli.py::test_c[1]") == group_of("tests/server/test_cli.py")
     assert group_of("tests/server/test_cli.py") == "tests/server/test_cli.py"
+    signal_test = "tests/server/test_startup_signals.py::test_signal_while_the_app_starts_leaves_no_process"
+    assert split(None, signal_test) == signal_test  # a unit per test
+
+
+def test_files_split_per_test_share_no_module_fixture() -> None:
+    """A file split per test would start a module fixture on each worker that runs one of its tests."""
+    for path in SPLIT_PER_TEST:
+        source = (REPO_ROOT / path).read_text()
+        assert 'scope="module"' not in source and "scope='module'" not in source, path

@@ -42,6 +42,9 @@ SESSION_SERVER_FILES = frozenset(
 )
 # files that start servers of their own while the session server is up: on its worker, one server set at a time
 BESIDE_THE_SESSION_SERVER = frozenset({"tests/server/test_replicas.py"})
+# files whose tests each start a server of their own and share no module fixture: a unit per test, so these
+# starts spread over both workers instead of running one after another at the end of one
+SPLIT_PER_TEST = frozenset({"tests/server/test_startup_signals.py"})
 
 
 def group_of(path: str) -> str:
@@ -56,4 +59,5 @@ class SuiteScheduling(LoadScopeScheduling):
     nearly done, in collection order (``tests/conftest.py`` sorts the longest first)."""
 
     def _split_scope(self, nodeid: str) -> str:
-        return group_of(nodeid.split("::", 1)[0])
+        path = nodeid.split("::", 1)[0]
+        return nodeid if path in SPLIT_PER_TEST else group_of(path)
