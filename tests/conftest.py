@@ -81,6 +81,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     return None
 
 
+# the files with a test on the session server, for tests/test_xdist_groups.py
+SESSION_SERVER_USERS = pytest.StashKey[set[str]]()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not item.get_closest_marker("engine"):
@@ -93,11 +97,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(
         key=lambda item: (group_of(_relative(item)) != SESSION_SERVER_GROUP, not item.get_closest_marker("engine"))
     )
-
-
-SESSION_SERVER_USERS = pytest.StashKey[
-    set[str]
-]()  # files with a test on the session server (tests/test_xdist_groups.py)
 
 
 def _relative(item: pytest.Item) -> str:

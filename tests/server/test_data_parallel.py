@@ -83,10 +83,8 @@ def dp2(tiny_checkpoint: Path, room_video: Path, tmp_path_factory: pytest.TempPa
     root = tmp_path_factory.mktemp("dp2")
     video = data_url(room_video)
     dp = ("--data-parallel-size", str(ENGINES))
-    with start_server(tiny_checkpoint, root, *dp, env=engine_binding(ENGINES), timeout_s=START_TIMEOUT_S) as (
-        server,
-        _,
-    ):
+    binding = engine_binding(ENGINES)
+    with start_server(tiny_checkpoint, root, *dp, env=binding, timeout_s=START_TIMEOUT_S) as (server, _):
         before = httpx.get(f"{server.base}/metrics", timeout=30).text
         by_rank = {
             (name, rank): _ask(server, _body(video, sampling), rank)
