@@ -77,10 +77,9 @@ def checkpoint(arch: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="module")
 def llm(checkpoint: Path):
     start = time.perf_counter()
-    engine = parity.make_llm(checkpoint, "bfloat16", **engine_options(CAPS))
-    print(f"\nbf16 tiny engine start: {time.perf_counter() - start:.1f} s")
-    yield engine
-    del engine
+    with parity.engine(checkpoint, "bfloat16", **engine_options(CAPS)) as engine:
+        print(f"\nbf16 tiny engine start: {time.perf_counter() - start:.1f} s")
+        yield engine
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The vLLM plugin on the tiny checkpoint: token and logprob parity with the reference model, encoder-cache
-reuse, weight loading. One ``vllm.LLM`` engine for the whole module (engine start is ~1 minute on CPU)."""
+reuse, weight loading. One ``vllm.LLM`` engine for the whole module, in this process (``vllm_parity.engine``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from vllm_parity import (
     encoders_reused_on_repeat,
+    engine,
     image_parity,
     load_checkpoint,
-    make_llm,
     parameter_count,
     video_parity,
 )
@@ -28,9 +28,8 @@ VIDEOS = [(2, 56, 56), (3, 84, 112), (4, 112, 140), (7, 56, 84), (16, 84, 56)]
 
 @pytest.fixture(scope="module")
 def llm(tiny_checkpoint: Path):
-    engine = make_llm(tiny_checkpoint)
-    yield engine
-    del engine
+    with engine(tiny_checkpoint) as llm:
+        yield llm
 
 
 @pytest.mark.parametrize("shape", VIDEOS, ids=lambda s: "x".join(map(str, s)))

@@ -23,10 +23,9 @@ VIDEOS = [(4, 112, 140), (3, 84, 112), (16, 84, 56)]
 @pytest.fixture(scope="module")
 def llm(tiny_checkpoint_v1_0: Path):
     start = time.perf_counter()
-    engine = parity.make_llm(tiny_checkpoint_v1_0)
-    print(f"\nv1.0 tiny engine start: {time.perf_counter() - start:.1f} s")
-    yield engine
-    del engine
+    with parity.engine(tiny_checkpoint_v1_0) as engine:
+        print(f"\nv1.0 tiny engine start: {time.perf_counter() - start:.1f} s")
+        yield engine
 
 
 @pytest.fixture(scope="module")

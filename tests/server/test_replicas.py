@@ -1,13 +1,18 @@
 """Two real servers (replicas A and B, the tiny model) on one uploads directory, then Debian's nginx in front of
 them with deploy/nginx/spatial-mllm.conf: what one replica stores, the other serves; quotas and deletes hold
 across them; a restart of one never loses an upload the other is receiving; a space-aware selection made on one
-is reused on the other; the proxy keeps each video on one replica and fails over to the other when it stops.
+is reused on the other; the proxy keeps each video on one replica and fails over to the other when it stops; and,
+last, the engine of the replica left dies in the middle of a request.
 
-The two replicas are shared by every test here (one module-scoped fixture); the restart test restarts A, and the
-proxy test, last, stops one of them."""
+The two replicas are shared by every test here (one module-scoped fixture): the restart test stops B with SIGINT
+(Ctrl-C while serving; every other stop is SIGTERM) and starts it again, the proxy test stops one of them, and the
+engine-death test destroys the other. Replicas run with ``VLLM_KEEP_ALIVE_ON_ENGINE_DEATH=1``, so the API process
+of a replica whose engine died stays up to be inspected; without it (the default) vLLM's watchdog also stops the
+API process so an orchestrator restarts the container. The variable changes nothing while the engine lives."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
@@ -22,10 +27,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from conftest import API_KEYS, REPO_ROOT, Server, start_server
-from media import encode_mp4
-from processes import free_port, stop
+from media import data_url, encode_mp4
+from processes import free_port, stop, stop_cleanly
 
 from server.uploads.file_store import LEASE_RENEW_S, LEASE_STALE_S
 
@@ -34,6 +40,7 @@ MODEL = "spatial-mllm-tiny"
 QUOTA_PER_KEY = 3 << 20
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "spatial-mllm.conf"
 KEY_ONE = {"Authorization": f"Bearer {API_KEYS[0]}"}
+KEEP_ALIVE = {"VLLM_KEEP_ALIVE_ON_ENGINE_DEATH": "1"}
 
 
 class Replicas:
@@ -44,19 +51,24 @@ class Replicas:
         self.uploads = root / "shared-uploads"
         self.servers: dict[str, Server] = {}
         self._stacks: dict[str, contextlib.ExitStack] = {}
+        self._stop_signals: dict[str, signal.Signals] = {}
 
     def start(self, name: str, stop_signal: signal.Signals = signal.SIGTERM) -> None:
         """Start one replica (one at a time: two engines loading at once on a small CI machine take longer than
-        twice one); ``stop_signal`` is the signal that stops it, checked by ``start_server``."""
+        twice one); ``stop_signal`` is the signal that stops it, and :meth:`stop` checks that stop."""
         stack = contextlib.ExitStack()
         root = self.root / name
         root.mkdir(exist_ok=True)
         flags = ("--uploads-dir", str(self.uploads), "--uploads-quota-bytes-per-key", str(QUOTA_PER_KEY))
-        server, _ = stack.enter_context(start_server(self.checkpoint, root, *flags, stop_signal=stop_signal))
-        self.servers[name], self._stacks[name] = server, stack
+        server, _ = stack.enter_context(start_server(self.checkpoint, root, *flags, env=KEEP_ALIVE, clean_stop=False))
+        self.servers[name], self._stacks[name], self._stop_signals[name] = server, stack, stop_signal
 
-    def stop(self, name: str) -> None:
-        self.servers.pop(name)
+    def stop(self, name: str, clean: bool = True) -> None:
+        """Stop a replica; ``clean``: with its stop signal, checking what an operator relies on (exit code 0, no
+        process left, one line of ours, no traceback); otherwise (its engine was killed) SIGTERM, then SIGKILL."""
+        server, signum = self.servers.pop(name), self._stop_signals.pop(name)
+        if clean:
+            stop_cleanly(server.process, server.log, signum=signum)
         self._stacks.pop(name).close()
 
     def close(self) -> None:
@@ -72,7 +84,7 @@ def replicas(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     pair = Replicas(tiny_checkpoint, tmp_path_factory.mktemp("replicas"))
     try:
         pair.start("a")
-        pair.start("b", stop_signal=signal.SIGINT)  # Ctrl-C while serving; every other server gets SIGTERM
+        pair.start("b", stop_signal=signal.SIGINT)  # Ctrl-C while serving (the restart test stops it)
         yield pair
     finally:
         pair.close()
@@ -176,9 +188,9 @@ def test_a_space_aware_selection_made_on_one_replica_is_reused_on_the_other(
 def test_a_restart_of_one_replica_never_loses_an_upload_the_other_is_receiving(
     replicas: Replicas, big_video: bytes
 ) -> None:
-    """B receives a large upload whose client stalls mid-body for longer than a lease lives, while A stops and
-    starts again (A's start-up cleans the shared directory); the upload completes intact."""
-    b = replicas["b"]
+    """A receives a large upload whose client stalls mid-body for longer than a lease lives, while B stops (Ctrl-C)
+    and starts again (B's start-up cleans the shared directory); the upload completes intact."""
+    a = replicas["a"]
     boundary = "store-test-boundary"
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n'
@@ -195,26 +207,26 @@ def test_a_restart_of_one_replica_never_loses_an_upload_the_other_is_receiving(
             yield big_video[start : start + (64 << 10)]
         yield tail
 
-    headers = {**b.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    headers = {**a.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        sent = pool.submit(httpx.post, f"{b.base}/v1/files", content=body(), headers=headers, timeout=900)
+        sent = pool.submit(httpx.post, f"{a.base}/v1/files", content=body(), headers=headers, timeout=900)
         deadline = time.monotonic() + 60
         while not (partials := list(replicas.uploads.glob(".*.partial"))):
-            assert time.monotonic() < deadline and not sent.done(), "B never started writing the upload"
+            assert time.monotonic() < deadline and not sent.done(), "A never started writing the upload"
             time.sleep(0.2)
         receiving_since = time.monotonic()
-        replicas.stop("a")
+        replicas.stop("b")
         time.sleep(max(0.0, LEASE_STALE_S + 2 * LEASE_RENEW_S - (time.monotonic() - receiving_since)))
-        replicas.start("a")  # its start-up cleanup runs now, on a partial older than a lease lives
+        replicas.start("b")  # its start-up cleanup runs now, on a partial older than a lease lives
         assert all(p.exists() for p in partials)
         resume.set()
         reply = sent.result()
     assert reply.status_code == 200, reply.text
     file_id = reply.json()["id"]
-    a = replicas["a"]
-    content = httpx.get(f"{a.base}/v1/files/{file_id}/content", headers=a.headers, timeout=60)
+    b = replicas["b"]
+    content = httpx.get(f"{b.base}/v1/files/{file_id}/content", headers=b.headers, timeout=60)
     assert hashlib.sha256(content.content).digest() == hashlib.sha256(big_video).digest()
-    assert httpx.delete(f"{a.base}/v1/files/{file_id}", headers=a.headers, timeout=30).status_code == 200
+    assert httpx.delete(f"{b.base}/v1/files/{file_id}", headers=b.headers, timeout=30).status_code == 200
 
 
 @contextlib.contextmanager
@@ -291,3 +303,56 @@ def test_nginx_keeps_a_video_on_one_replica_and_fails_over_to_the_other(replicas
             assert reply.status_code == 200, reply.text
         moved_after = sampling_counts(servers[other])
         assert (moved_after["miss"], moved_after["hit"]) == (moved_before["miss"] + 1, moved_before["hit"] + 1)
+
+
+def _engine_core(pid: int) -> psutil.Process:
+    for child in psutil.Process(pid).children(recursive=True):
+        if "EngineCore" in child.name() or any("EngineCore" in part for part in child.cmdline()):
+            return child
+    raise AssertionError("no EngineCore process under the server")
+
+
+async def _engine_running(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    return sum(float(v) for v in re.findall(r"^vllm:num_requests_running\{[^}]*\} (\S+)$", text, re.M))
+
+
+def test_engine_death_gives_clean_503s_and_unhealthy(replicas: Replicas, room_video: Path) -> None:
+    """The engine of the replica left by the proxy test is killed while it generates: the request in flight gets a
+    503 with Retry-After, ``/health`` and ``/ready`` say so, later requests get 503s, and the API process stays up."""
+    (name,) = replicas.servers  # the proxy test stopped the other
+    srv = replicas[name]
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": data_url(room_video)}}]}],
+        "max_tokens": 3000,
+        "ignore_eos": True,
+        "temperature": 1.0,
+    }
+
+    async def in_flight() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=srv.base, headers=srv.headers, timeout=120) as client:
+            return await client.post("/v1/chat/completions", json=body)
+
+    async def scenario() -> httpx.Response:
+        request = asyncio.create_task(in_flight())
+        async with httpx.AsyncClient(base_url=srv.base, timeout=30) as probe:
+            while await _engine_running(probe) < 1:  # generation under way (the request has 3000 tokens to go)
+                assert not request.done(), request.result().text
+                await asyncio.sleep(0.1)
+        _engine_core(srv.process.pid).send_signal(signal.SIGKILL)
+        return await request
+
+    try:
+        response = asyncio.run(scenario())
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["type"] == "ServiceUnavailableError"
+        assert int(response.headers["retry-after"]) >= 1
+        assert httpx.get(f"{srv.base}/health", timeout=10).status_code == 503
+        unready = httpx.get(f"{srv.base}/ready", timeout=10)
+        assert unready.status_code == 503 and unready.json()["parts"]["engine"] == "dead"
+        again = httpx.post(f"{srv.base}/v1/chat/completions", json=body, headers=srv.headers, timeout=30)
+        assert again.status_code == 503 and "retry-after" in again.headers
+        assert srv.process.poll() is None  # the API process itself stayed up and answers
+    finally:
+        replicas.stop(name, clean=False)
