@@ -227,10 +227,13 @@ def measure(
     sizes: Sequence[tuple[int, int]] = ((392, 518), (294, 518)),
     baselines: Sequence[str] = DEFAULT_BASELINES,
     gc_mode: str = "paused",
+    protocol: Protocol | None = None,
 ) -> dict[str, Any]:
-    """Time every (size, T) against each baseline, interleaved; asserts identical selections on every scene."""
+    """Time every (size, T) against each baseline, interleaved; asserts identical selections on every scene.
+
+    ``protocol``: the calibrated protocol of every section by default (tests pass one with a scripted machine)."""
     rows = []
-    protocol = Protocol()
+    protocol = protocol or Protocol()
     for height, width in sizes:
         for n_frames in frames:
             points, conf = make_scene(n_frames, height, width, seed=n_frames)

@@ -13,46 +13,14 @@ from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig, Qwen2_5_VLConfig
 
+# the spatial encoder's part, re-exported: the checkpoint's whole configuration is importable from here
+from model_plugin.spatial_config import SPATIAL_ENCODER_MODEL_TYPE as SPATIAL_ENCODER_MODEL_TYPE
+from model_plugin.spatial_config import V1_0_ARCHITECTURE as V1_0_ARCHITECTURE
+from model_plugin.spatial_config import VGGTSpatialEncoderConfig as VGGTSpatialEncoderConfig
+from model_plugin.spatial_config import vggt_config_from_dict as vggt_config_from_dict
+
 SPATIAL_MLLM_MODEL_TYPE = "spatial-mllm"
-V1_0_ARCHITECTURE = "Qwen2_5_VL_VGGTForConditionalGeneration"  # Diankun/Spatial-MLLM-subset-sft (model_type qwen2_5_vl)
-SPATIAL_ENCODER_MODEL_TYPE = "vggt_spatial_encoder"
 MLP_ADD_CONNECTOR = "mlp_add"
-
-
-class VGGTSpatialEncoderConfig(PreTrainedConfig):
-    """The VGGT model inside the spatial encoder; defaults are VGGT-1B (aggregator 909M parameters).
-
-    ``depth``/``num_heads``/``patch_embed``/``dino_depth``/``dino_num_heads`` and the ``*_head_kwargs`` dicts are
-    absent from the public checkpoints and exist so that tests can build reduced models of the same structure.
-    """
-
-    model_type = SPATIAL_ENCODER_MODEL_TYPE
-    base_config_key = "spatial_config"
-
-    img_size: int = 518
-    patch_size: int = 14
-    embed_dim: int = 1024
-    depth: int = 24
-    num_heads: int = 16
-    patch_embed: str = "dinov2_vitl14_reg"
-    dino_depth: int | None = None
-    dino_num_heads: int | None = None
-    camera_head_kwargs: dict | None = None
-    point_head_kwargs: dict | None = None
-    depth_head_kwargs: dict | None = None
-
-    def aggregator_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments of the VGGT aggregator described by this config."""
-        return {
-            "img_size": self.img_size,
-            "patch_size": self.patch_size,
-            "embed_dim": self.embed_dim,
-            "depth": self.depth,
-            "num_heads": self.num_heads,
-            "patch_embed": self.patch_embed,
-            "dino_depth": self.dino_depth,
-            "dino_num_heads": self.dino_num_heads,
-        }
 
 
 class SpatialMLLMConfig(Qwen2_5_VLConfig):
@@ -90,11 +58,6 @@ def v1_0_vggt_config(config: PreTrainedConfig) -> VGGTSpatialEncoderConfig:
     The public v1.0 config has no VGGT entry; ``vggt_config`` is our extension for reduced test models.
     """
     return vggt_config_from_dict(getattr(config, "vggt_config", None))
-
-
-def vggt_config_from_dict(entries: dict | None) -> VGGTSpatialEncoderConfig:
-    """A config.json entry describing VGGT (``spatial_config``, ``vggt_config``) -> its config; None: VGGT-1B."""
-    return VGGTSpatialEncoderConfig(**{k: v for k, v in (entries or {}).items() if k != "model_type"})
 
 
 def register_with_transformers() -> None:

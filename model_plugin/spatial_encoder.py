@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from model_plugin.config import VGGTSpatialEncoderConfig
+from model_plugin.spatial_config import VGGTSpatialEncoderConfig
 from model_plugin.vggt import VGGT
 from model_plugin.vggt.aggregator import Aggregator
 

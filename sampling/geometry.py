@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from model_plugin.config import V1_0_ARCHITECTURE, VGGTSpatialEncoderConfig, vggt_config_from_dict
+from model_plugin.spatial_config import V1_0_ARCHITECTURE, VGGTSpatialEncoderConfig, vggt_config_from_dict
 from model_plugin.spatial_encoder import build_vggt
 from model_plugin.vggt import VGGT
 

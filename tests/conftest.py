@@ -25,7 +25,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 from media import encode_mp4
 from processes import READY_LINE, free_port, stop, stop_cleanly, wait_until_ready
-from xdist_groups import SESSION_SERVER_FIXTURES, SESSION_SERVER_GROUP, SuiteScheduling, group_of
+from xdist_groups import SESSION_SERVER_FIXTURES, SuiteScheduling, run_order
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(os.environ.get("SPATIAL_MLLM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
@@ -92,11 +92,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[SESSION_SERVER_USERS] = {
         _relative(item) for item in items if SESSION_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
     }
-    # longest work first, so no worker is left with an engine file at the end while the other idles: the session
-    # server's group, then the other files that start engines, then the rest (order within a file is kept)
-    items.sort(
-        key=lambda item: (group_of(_relative(item)) != SESSION_SERVER_GROUP, not item.get_closest_marker("engine"))
-    )
+    # the order the scheduler hands out work units in (xdist_groups.run_order; order within a file is kept)
+    items.sort(key=lambda item: run_order(_relative(item), item.get_closest_marker("engine") is not None))
 
 
 def _relative(item: pytest.Item) -> str:

@@ -2,8 +2,9 @@
 
 A test file runs on one worker, so a module's fixtures (an engine, a server) start once. Every file with a test on
 the session's server (the ``server``/``live`` fixtures) runs on one worker too, so one session server serves them
-all, together with the files that start servers beside it: a tiny server takes about 4.6 GB, and two workers each
-holding a session server and two replicas would not fit in 24 GB.
+all. The replicas' file (two servers, one of them with two data-parallel engines: about 11.5 GB) starts first on
+the other worker, so it runs while the session server's worker holds nothing else: a tiny server takes about
+4.6 GB, and two workers each holding a session server and the replicas would not fit in 24 GB.
 
 The split is a pytest-xdist scheduler (its ``pytest_xdist_make_scheduler`` hook), because xdist's own
 ``xdist_group`` marks do not reach its scheduler under pytest 9.2 (xdist 3.8 renames the node id through an
@@ -26,7 +27,6 @@ SESSION_SERVER_FILES = frozenset(
         "tests/deploy/test_deploy_monitoring.py",
         "tests/server/test_bad_input.py",
         "tests/server/test_curl.py",
-        "tests/server/test_data_parallel.py",
         "tests/server/test_fidelity.py",
         "tests/server/test_files_api.py",
         "tests/server/test_frame_lists_live.py",
@@ -40,8 +40,8 @@ SESSION_SERVER_FILES = frozenset(
         "tests/server/test_video_frames.py",
     }
 )
-# files that start servers of their own while the session server is up: on its worker, one server set at a time
-BESIDE_THE_SESSION_SERVER = frozenset({"tests/server/test_replicas.py"})
+# the longest file apart from the session server's (its servers hold ~11.5 GB): first on the other worker
+REPLICAS_FILE = "tests/server/test_replicas.py"
 # files whose tests each start a server of their own and share no module fixture: a unit per test, so these
 # starts spread over both workers instead of running one after another at the end of one
 SPLIT_PER_TEST = frozenset({"tests/server/test_startup_signals.py"})
@@ -49,9 +49,20 @@ SPLIT_PER_TEST = frozenset({"tests/server/test_startup_signals.py"})
 
 def group_of(path: str) -> str:
     """The work unit of a test file (its path relative to the repository, as in a node id)."""
-    if path in SESSION_SERVER_FILES or path in BESIDE_THE_SESSION_SERVER:
+    if path in SESSION_SERVER_FILES:
         return SESSION_SERVER_GROUP
     return path
+
+
+def run_order(path: str, engine: bool) -> int:
+    """Where a test of ``path`` goes in the run (the scheduler hands out work units in this order, longest work
+    first so no worker is left with an engine file at the end while the other idles): the session server's group,
+    then the replicas, then the other files that start engines, then the rest."""
+    if group_of(path) == SESSION_SERVER_GROUP:
+        return 0
+    if path == REPLICAS_FILE:
+        return 1
+    return 2 if engine else 3
 
 
 class SuiteScheduling(LoadScopeScheduling):

@@ -1,7 +1,8 @@
 """lmms-eval's own environment for the tests: ``.cache/lmms-eval-env``, kept apart from the server's venv (lmms-eval's
 pins clash with vLLM's), made with uv from the exact pins in ``bench/lmms_eval_plugin/requirements.txt`` plus this
 project installed without dependencies (so lmms-eval finds the ``spatial_mllm`` entry point). Rebuilt when the
-pins or ``pyproject.toml`` change; uv's cache makes a rebuild a matter of seconds on a machine that had one.
+pins, ``pyproject.toml`` or the sync options change; uv's cache makes a rebuild a matter of seconds on a machine that
+had one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_DIR = REPO_ROOT / ".cache" / "lmms-eval-env"
 REQUIREMENTS = REPO_ROOT / "bench" / "lmms_eval_plugin" / "requirements.txt"
+# .pyc written at install: each of the suite's lmms-eval runs would otherwise compile torch, transformers and
+# datasets again where PYTHONDONTWRITEBYTECODE is set (the Makefile's `make setup` says why)
+SYNC_OPTIONS = ("--quiet", "--compile-bytecode")
 
 
 def _uv() -> str:
@@ -25,7 +29,8 @@ def _uv() -> str:
 
 def lmms_eval_python() -> Path:
     """The environment's Python, built or refreshed first when its inputs changed."""
-    stamp = hashlib.sha256(REQUIREMENTS.read_bytes() + (REPO_ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    inputs = REQUIREMENTS.read_bytes() + (REPO_ROOT / "pyproject.toml").read_bytes() + " ".join(SYNC_OPTIONS).encode()
+    stamp = hashlib.sha256(inputs).hexdigest()
     python = ENV_DIR / "bin" / "python"
     marker = ENV_DIR / ".installed"
     if python.exists() and marker.exists() and marker.read_text() == stamp:
@@ -33,7 +38,7 @@ def lmms_eval_python() -> Path:
     uv = _uv()
     if not python.exists():
         subprocess.run([uv, "venv", "--quiet", "--python", "3.11", str(ENV_DIR)], check=True)
-    subprocess.run([uv, "pip", "sync", "--quiet", "--python", str(python), str(REQUIREMENTS)], check=True)
+    subprocess.run([uv, "pip", "sync", *SYNC_OPTIONS, "--python", str(python), str(REQUIREMENTS)], check=True)
     subprocess.run(
         [uv, "pip", "install", "--quiet", "--python", str(python), "--no-deps", "-e", str(REPO_ROOT)], check=True
     )

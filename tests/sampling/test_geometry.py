@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -94,3 +96,13 @@ def test_preprocessing_raises_no_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         preprocess_frames(_frames(2, 42, 56))
+
+
+def test_the_geometry_worker_loads_neither_qwen_nor_vllm() -> None:
+    """The worker process (``sampling.geometry_pass``, then ``sampling.geometry`` for VGGT) starts in seconds only
+    if VGGT's config comes without Qwen2.5-VL's and transformers' auto classes (``model_plugin.spatial_config``):
+    through them it took twice as long to import, on every server start and worker restart."""
+    heavy = ("vllm", "transformers.models.qwen2_5_vl", "transformers.models.auto.auto_factory")
+    code = f"import sys, sampling.geometry_pass, sampling.geometry; print([m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]

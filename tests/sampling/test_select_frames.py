@@ -22,6 +22,7 @@ from bench.bench_select_frames import (
     reference_select,
     to_markdown,
 )
+from bench.protocol import Protocol
 from sampling import voxel_cover
 from sampling.space_aware import (
     CoverageResult,
@@ -415,7 +416,8 @@ def test_uniform_indices_is_rounded_linspace(t: int, k: int) -> None:
 @pytest.mark.parametrize("gc_mode", ["paused", "on"])
 def test_benchmark_script_smoke(gc_mode: str, tmp_path) -> None:
     gc_was_enabled = gc.isenabled()
-    result = measure([4, 6], k=3, reps=1, sizes=[(12, 16)], baselines=BASELINES, gc_mode=gc_mode)
+    steady = Protocol(calibrate=lambda: 1.0)  # a machine whose speed never moves: no calibration loops, no reruns
+    result = measure([4, 6], k=3, reps=1, sizes=[(12, 16)], baselines=BASELINES, gc_mode=gc_mode, protocol=steady)
     assert [row["frames"] for row in result["rows"]] == [4, 6]
     assert all(set(row["ms"]) == {"vectorised", *BASELINES} for row in result["rows"])
     assert all(len(times) == 1 for row in result["rows"] for times in row["samples_ms"].values())

@@ -1,14 +1,25 @@
 """Two real servers (replicas A and B, the tiny model) on one uploads directory, then Debian's nginx in front of
-them with deploy/nginx/spatial-mllm.conf: what one replica stores, the other serves; quotas and deletes hold
-across them; a restart of one never loses an upload the other is receiving; a space-aware selection made on one
-is reused on the other; the proxy keeps each video on one replica and fails over to the other when it stops; and,
-last, the engine of the replica left dies in the middle of a request.
+them with deploy/nginx/spatial-mllm.conf. B starts with vLLM data parallel (``--data-parallel-size 2``), A with one
+engine, so the same two servers check both:
 
-The two replicas are shared by every test here (one module-scoped fixture): the restart test stops B with SIGINT
-(Ctrl-C while serving; every other stop is SIGTERM) and starts it again, the proxy test stops one of them, and the
-engine-death test destroys the other. Replicas run with ``VLLM_KEEP_ALIVE_ON_ENGINE_DEATH=1``, so the API process
-of a replica whose engine died stays up to be inspected; without it (the default) vLLM's watchdog also stops the
-API process so an orchestrator restarts the container. The variable changes nothing while the engine lives."""
+- data parallel behind our one API server: vLLM's ``AsyncLLM`` renders and processes every request in the API
+  process (our media connector and prepared-frame store live there) and sends the processed inputs to one of its
+  engine-core processes, chosen by its internal load balancer or by the ``X-data-parallel-rank`` header. Both
+  engines answer (vLLM's per-engine Prometheus series, label ``engine``), each engine's answer equals A's (DP=1)
+  token for token (uniform and space-aware sampling), and a video prepared for one engine is a frame-cache hit for
+  the other;
+- replicas: what one stores, the other serves; quotas and deletes hold across them; a restart of one never loses an
+  upload the other is receiving; a space-aware selection made on one is reused on the other; the proxy keeps each
+  video on one replica and fails over to the other when it stops; and, last, the engine of the replica left dies in
+  the middle of a request.
+
+The replicas are shared by every test here (one module-scoped fixture): the restart test stops B with SIGINT
+(Ctrl-C while serving; every other stop is SIGTERM) and starts it again with one engine, the proxy test stops one
+of them, and the engine-death test destroys the other. Replicas run with ``VLLM_KEEP_ALIVE_ON_ENGINE_DEATH=1``, so
+the API process of a replica whose engine died stays up to be inspected; without it (the default) vLLM's watchdog
+also stops the API process so an orchestrator restarts the container. The variable changes nothing while the
+engine lives. Starting these servers once for all of it saves the suite two server starts (minutes on 2 cores).
+"""
 
 from __future__ import annotations
 
@@ -29,10 +40,11 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import API_KEYS, REPO_ROOT, Server, start_server
+from conftest import API_KEYS, REPO_ROOT, START_TIMEOUT_S, Server, engine_binding, start_server
 from media import data_url, encode_mp4
 from processes import free_port, stop, stop_cleanly
 
+from model_plugin.reference.demo import synthetic_video
 from server.uploads.file_store import LEASE_RENEW_S, LEASE_STALE_S
 
 pytestmark = pytest.mark.engine
@@ -41,6 +53,11 @@ QUOTA_PER_KEY = 3 << 20
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "spatial-mllm.conf"
 KEY_ONE = {"Authorization": f"Bearer {API_KEYS[0]}"}
 KEEP_ALIVE = {"VLLM_KEEP_ALIVE_ON_ENGINE_DEATH": "1"}
+ENGINES = 2  # B's data-parallel engines
+QUESTIONS = {
+    "uniform": {"strategy": "uniform", "num_frames": 4},
+    "space_aware": {"strategy": "space_aware", "num_frames": 4},
+}
 
 
 class Replicas:
@@ -53,14 +70,23 @@ class Replicas:
         self._stacks: dict[str, contextlib.ExitStack] = {}
         self._stop_signals: dict[str, signal.Signals] = {}
 
-    def start(self, name: str, stop_signal: signal.Signals = signal.SIGTERM) -> None:
-        """Start one replica (one at a time: two engines loading at once on a small CI machine take longer than
-        twice one); ``stop_signal`` is the signal that stops it, and :meth:`stop` checks that stop."""
+    def start(self, name: str, engines: int = 1, stop_signal: signal.Signals = signal.SIGTERM) -> None:
+        """Start one replica with ``engines`` data-parallel engines (one replica at a time: two loading at once on
+        a small CI machine take longer than twice one); ``stop_signal`` is the signal that stops it, and
+        :meth:`stop` checks that stop."""
         stack = contextlib.ExitStack()
         root = self.root / name
         root.mkdir(exist_ok=True)
-        flags = ("--uploads-dir", str(self.uploads), "--uploads-quota-bytes-per-key", str(QUOTA_PER_KEY))
-        server, _ = stack.enter_context(start_server(self.checkpoint, root, *flags, env=KEEP_ALIVE, clean_stop=False))
+        flags = ["--uploads-dir", str(self.uploads), "--uploads-quota-bytes-per-key", str(QUOTA_PER_KEY)]
+        env = dict(KEEP_ALIVE)
+        if engines > 1:
+            flags += ["--data-parallel-size", str(engines)]
+            env.update(engine_binding(engines))
+        # data parallel's engine processes and its coordinator start one after another, each importing vLLM
+        timeout_s = START_TIMEOUT_S * engines
+        server, _ = stack.enter_context(
+            start_server(self.checkpoint, root, *flags, env=env, timeout_s=timeout_s, clean_stop=False)
+        )
         self.servers[name], self._stacks[name], self._stop_signals[name] = server, stack, stop_signal
 
     def stop(self, name: str, clean: bool = True) -> None:
@@ -84,10 +110,124 @@ def replicas(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     pair = Replicas(tiny_checkpoint, tmp_path_factory.mktemp("replicas"))
     try:
         pair.start("a")
-        pair.start("b", stop_signal=signal.SIGINT)  # Ctrl-C while serving (the restart test stops it)
+        pair.start("b", engines=ENGINES, stop_signal=signal.SIGINT)  # Ctrl-C while serving (the restart test)
         yield pair
     finally:
         pair.close()
+
+
+def _body(video: str, sampling: dict, question: str = "Count chairs.") -> dict:
+    return {
+        "model": MODEL,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "video_url", "video_url": {"url": video}}, {"type": "text", "text": question}],
+            }
+        ],
+        "max_tokens": 12,
+        "temperature": 0,
+        "logprobs": True,
+        "video_sampling": sampling,
+    }
+
+
+def _ask(server: Server, body: dict, rank: int | None = None) -> dict:
+    headers = {**server.headers, **({"X-data-parallel-rank": str(rank)} if rank is not None else {})}
+    reply = httpx.post(f"{server.base}/v1/chat/completions", json=body, headers=headers, timeout=600)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def _tokens(answer: dict) -> list[str]:
+    """The generated tokens (from logprobs), one per step: equal lists mean equal answers token for token."""
+    tokens = [entry["token"] for entry in answer["choices"][0]["logprobs"]["content"]]
+    assert len(tokens) == answer["usage"]["completion_tokens"] > 0
+    return tokens
+
+
+def _per_engine(metrics: str, name: str) -> dict[str, float]:
+    """A vLLM counter summed per ``engine`` label."""
+    totals: dict[str, float] = {}
+    for match in re.finditer(rf"^{re.escape(name)}\{{([^}}]*)\}} ([0-9.e+-]+)$", metrics, re.M):
+        engine = re.search(r'engine="(\d+)"', match.group(1))
+        if engine:
+            totals[engine.group(1)] = totals.get(engine.group(1), 0.0) + float(match.group(2))
+    return totals
+
+
+def _counter(metrics: str, name: str, labels: str) -> float:
+    pattern = re.compile(rf"^{re.escape(name)}\{{[^}}]*{re.escape(labels)}[^}}]*\}} ([0-9.e+-]+)$", re.M)
+    return sum(float(m.group(1)) for m in pattern.finditer(metrics))
+
+
+@pytest.fixture(scope="module")
+def dp2(replicas: Replicas, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """B's data-parallel answers and metrics: pinned to each engine, then a burst without the header. The video is
+    one of its own: the replica tests after these count the passes and cache hits that ``room_video`` causes."""
+    frames = synthetic_video(frames=24, height=112, width=140, seed=21).permute(0, 2, 3, 1).numpy()
+    path = encode_mp4(np.ascontiguousarray(frames), tmp_path_factory.mktemp("dp") / "room.mp4", fps=8)
+    server, video = replicas["b"], data_url(path)
+    before = httpx.get(f"{server.base}/metrics", timeout=30).text
+    by_rank = {
+        (name, rank): _ask(server, _body(video, sampling), rank) for name, sampling in QUESTIONS.items()
+        for rank in range(ENGINES)
+    }  # fmt: skip
+    after_pinned = httpx.get(f"{server.base}/metrics", timeout=30).text
+    # no header: vLLM's internal load balancer spreads a burst over the engines
+    burst_bodies = [_body(video, QUESTIONS["uniform"], f"Question {i}?") for i in range(2 * ENGINES)]
+    with concurrent.futures.ThreadPoolExecutor(len(burst_bodies)) as pool:
+        burst = list(pool.map(lambda body: _ask(server, body), burst_bodies))
+    after = httpx.get(f"{server.base}/metrics", timeout=30).text
+    return {
+        "video": video,
+        "by_rank": by_rank,
+        "burst": burst,
+        "burst_bodies": burst_bodies,
+        "metrics": (before, after_pinned, after),
+    }
+
+
+def test_both_data_parallel_engines_start_and_serve(dp2: dict) -> None:
+    before, after_pinned, after = dp2["metrics"]
+    served = _per_engine(after_pinned, "vllm:request_success_total")
+    assert set(served) == {"0", "1"}, served
+    # each engine answered exactly the pinned questions sent to it (one per sampling strategy)
+    assert all(served[e] - _per_engine(before, "vllm:request_success_total").get(e, 0) == len(QUESTIONS) for e in "01")
+    burst = {
+        e: n - _per_engine(after_pinned, "vllm:request_success_total")[e]
+        for e, n in _per_engine(after, "vllm:request_success_total").items()
+    }
+    assert sum(burst.values()) == len(dp2["burst"]) and min(burst.values()) >= 1, burst  # the balancer used both
+
+
+def test_every_engine_answers_as_dp1_token_for_token(dp2: dict, replicas: Replicas) -> None:
+    single_engine = replicas["a"]
+    for name, sampling in QUESTIONS.items():
+        single = _tokens(_ask(single_engine, _body(dp2["video"], sampling)))
+        for rank in range(ENGINES):
+            assert _tokens(dp2["by_rank"][(name, rank)]) == single, (name, rank)
+    for body, answer in zip(dp2["burst_bodies"], dp2["burst"], strict=True):
+        assert _tokens(answer) == _tokens(_ask(single_engine, body))
+
+
+def test_frames_are_prepared_once_in_the_api_process_for_all_engines(dp2: dict) -> None:
+    before, after_pinned, _ = dp2["metrics"]
+    hits = _counter(after_pinned, "spatial_mllm_sampling_cache_total", 'result="hit"') - _counter(
+        before, "spatial_mllm_sampling_cache_total", 'result="hit"'
+    )
+    misses = _counter(after_pinned, "spatial_mllm_sampling_cache_total", 'result="miss"') - _counter(
+        before, "spatial_mllm_sampling_cache_total", 'result="miss"'
+    )
+    # per strategy: the first engine's question prepared the frames, the second engine's found them
+    assert (misses, hits) == (len(QUESTIONS), len(QUESTIONS) * (ENGINES - 1))
+    for name in QUESTIONS:
+        used = [dp2["by_rank"][(name, rank)]["video_frames"] for rank in range(ENGINES)]
+        assert used[0] == used[1]  # the same frames went to both engines
+    space_aware_passes = _counter(after_pinned, "spatial_mllm_geometry_passes_total", 'outcome="done"') - _counter(
+        before, "spatial_mllm_geometry_passes_total", 'outcome="done"'
+    )
+    assert space_aware_passes == 1  # one VGGT pass (the worker beside the API process) served both engines
 
 
 @pytest.fixture(scope="module")
