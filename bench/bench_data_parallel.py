@@ -50,15 +50,19 @@ def _tree_cpu_s(pid: int) -> float:
     return total
 
 
-def _served_per_engine(base: str) -> dict[str, float]:
-    """vLLM's ``vllm:request_success_total`` summed per ``engine`` label."""
-    text = httpx.get(f"{base}/metrics", timeout=30).text
+def per_engine(metrics: str, name: str) -> dict[str, float]:
+    """A vLLM counter of a ``/metrics`` page summed per ``engine`` label (data parallel labels each engine's)."""
     totals: dict[str, float] = {}
-    for match in re.finditer(r"^vllm:request_success_total\{([^}]*)\} ([0-9.e+-]+)$", text, re.M):
+    for match in re.finditer(rf"^{re.escape(name)}\{{([^}}]*)\}} ([0-9.e+-]+)$", metrics, re.M):
         engine = re.search(r'engine="(\d+)"', match.group(1))
         if engine:
             totals[engine.group(1)] = totals.get(engine.group(1), 0.0) + float(match.group(2))
     return totals
+
+
+def _served_per_engine(base: str) -> dict[str, float]:
+    """vLLM's ``vllm:request_success_total`` summed per ``engine`` label."""
+    return per_engine(httpx.get(f"{base}/metrics", timeout=30).text, "vllm:request_success_total")
 
 
 def _ask(base: str, file_id: str, question: str, tokens: int) -> None:

@@ -44,6 +44,7 @@ from conftest import API_KEYS, REPO_ROOT, START_TIMEOUT_S, Server, engine_bindin
 from media import data_url, encode_mp4
 from processes import free_port, stop, stop_cleanly
 
+from bench.bench_data_parallel import per_engine
 from model_plugin.reference.demo import synthetic_video
 from server.uploads.file_store import LEASE_RENEW_S, LEASE_STALE_S
 
@@ -146,16 +147,6 @@ def _tokens(answer: dict) -> list[str]:
     return tokens
 
 
-def _per_engine(metrics: str, name: str) -> dict[str, float]:
-    """A vLLM counter summed per ``engine`` label."""
-    totals: dict[str, float] = {}
-    for match in re.finditer(rf"^{re.escape(name)}\{{([^}}]*)\}} ([0-9.e+-]+)$", metrics, re.M):
-        engine = re.search(r'engine="(\d+)"', match.group(1))
-        if engine:
-            totals[engine.group(1)] = totals.get(engine.group(1), 0.0) + float(match.group(2))
-    return totals
-
-
 def _counter(metrics: str, name: str, labels: str) -> float:
     pattern = re.compile(rf"^{re.escape(name)}\{{[^}}]*{re.escape(labels)}[^}}]*\}} ([0-9.e+-]+)$", re.M)
     return sum(float(m.group(1)) for m in pattern.finditer(metrics))
@@ -190,13 +181,13 @@ def dp2(replicas: Replicas, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_both_data_parallel_engines_start_and_serve(dp2: dict) -> None:
     before, after_pinned, after = dp2["metrics"]
-    served = _per_engine(after_pinned, "vllm:request_success_total")
+    served = per_engine(after_pinned, "vllm:request_success_total")
     assert set(served) == {"0", "1"}, served
     # each engine answered exactly the pinned questions sent to it (one per sampling strategy)
-    assert all(served[e] - _per_engine(before, "vllm:request_success_total").get(e, 0) == len(QUESTIONS) for e in "01")
+    assert all(served[e] - per_engine(before, "vllm:request_success_total").get(e, 0) == len(QUESTIONS) for e in "01")
     burst = {
-        e: n - _per_engine(after_pinned, "vllm:request_success_total")[e]
-        for e, n in _per_engine(after, "vllm:request_success_total").items()
+        e: n - per_engine(after_pinned, "vllm:request_success_total")[e]
+        for e, n in per_engine(after, "vllm:request_success_total").items()
     }
     assert sum(burst.values()) == len(dp2["burst"]) and min(burst.values()) >= 1, burst  # the balancer used both
 
