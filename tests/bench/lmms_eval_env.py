@@ -15,9 +15,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_DIR = REPO_ROOT / ".cache" / "lmms-eval-env"
 REQUIREMENTS = REPO_ROOT / "bench" / "lmms_eval_plugin" / "requirements.txt"
-# .pyc written at install: each of the suite's lmms-eval runs would otherwise compile torch, transformers and
-# datasets again where PYTHONDONTWRITEBYTECODE is set (the Makefile's `make setup` says why)
-SYNC_OPTIONS = ("--quiet", "--compile-bytecode")
+# no --compile-bytecode: of the thousands of files here the four lmms-eval runs import a part, whose .pyc the first
+# run writes (test_lmms_eval.lmms_env); compiling all of them at install took about a minute on 2 cores
+SYNC_OPTIONS = ("--quiet",)
 
 
 def _uv() -> str:

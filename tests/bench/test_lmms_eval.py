@@ -45,9 +45,12 @@ def task(live, lmms_python: Path) -> LmmsTask:
 
 
 def lmms_env(**extra: str) -> dict[str, str]:
-    """The environment lmms-eval runs in: its own packages only (no PYTHONPATH into the server's)."""
+    """The environment lmms-eval runs in: its own packages only (no PYTHONPATH into the server's), and Python free to
+    write bytecode: the first run writes the .pyc of what lmms-eval imports (torch, transformers, datasets), the
+    others reuse them, where a machine that sets PYTHONDONTWRITEBYTECODE would compile them again on every run."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
     env.pop("PYTHONPATH", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
