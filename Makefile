@@ -49,8 +49,8 @@ validate-deploy: $(DEPLOY_TOOLS)/.installed
 	$(DEPLOY_TOOLS)/bin/python deploy/validate/check.py
 
 # The whole suite on two pytest-xdist workers: a test file (or every test on the session's server) runs on one
-# worker, engine files first, and each worker's engines bind their threads to a core of their own
-# (tests/conftest.py: _xdist_groups, engine_cores).
+# worker, the session server's files and the replicas first, and each worker's engines bind their threads to a core
+# of their own (tests/xdist_groups.py; tests/conftest.py: engine_cores).
 test: prerequisites-test lint validate-deploy
 	$(PY) -m pytest -n 2
 
