@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from model_plugin.reference.inference import build_inputs, identity_size_bounds
@@ -44,9 +44,8 @@ def engine(checkpoint: Path, dtype: str = "float32", **options) -> Iterator:
 
     options.setdefault("limit_mm_per_prompt", LIMIT_MM_PER_PROMPT)
     set_threads, threads = torch.set_num_threads, torch.get_num_threads()
-    before = os.environ.get(IN_PROCESS)
-    os.environ[IN_PROCESS] = "0"
-    try:
+    with pytest.MonkeyPatch.context() as env:  # read while the engine is built; nothing started later inherits it
+        env.setenv(IN_PROCESS, "0")
         llm = LLM(
             model=str(checkpoint),
             dtype=dtype,
@@ -59,15 +58,11 @@ def engine(checkpoint: Path, dtype: str = "float32", **options) -> Iterator:
             kv_cache_memory_bytes=KV_CACHE_BYTES,
             **options,
         )
+    try:
         yield llm
     finally:
-        if before is None:
-            os.environ.pop(IN_PROCESS, None)
-        else:
-            os.environ[IN_PROCESS] = before
-        if "llm" in locals():
-            llm.llm_engine.engine_core.shutdown()
-            del llm
+        llm.llm_engine.engine_core.shutdown()
+        del llm
         cleanup_dist_env_and_memory()
         torch.set_num_threads = set_threads
         torch.set_num_threads(threads)
