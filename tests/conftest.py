@@ -27,12 +27,6 @@ from media import encode_mp4
 from processes import READY_LINE, free_port, stop, stop_cleanly, wait_until_ready
 from xdist_groups import SESSION_SERVER_FIXTURES, SuiteScheduling, run_order
 
-# OpenMP's threads (torch's CPU kernels) spin while they wait for work unless told otherwise. The suite runs two
-# workers and the servers they start on two cores, so a waiting thread spins on a core another process needs:
-# measured here, a process timing a 2-thread torch loop beside one busy core: the loop 1.69 s, the process 4.1 CPU-s;
-# with PASSIVE 0.82 s and 2.2 CPU-s. Set before anything imports torch; every process the suite starts inherits it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(os.environ.get("SPATIAL_MLLM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 
