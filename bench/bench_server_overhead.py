@@ -66,7 +66,10 @@ def measure(rounds: int = 12, frames: int = 16) -> dict[str, Any]:
 
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     checkpoint = write_tiny_checkpoint(work / "tiny", seed=0)
-    videos = [synthetic_mp4(work / f"v{i}.mp4", frames, HEIGHT, WIDTH, seed=100 + i) for i in range(2 * rounds + 1)]
+    # a video never sent before for every pass, re-runs included (the protocol re-runs a pass the machine's speed
+    # moved around): a video sent again would hit our frame cache and vLLM's caches, which these rows must not see
+    warm_up = synthetic_mp4(work / "warm-up.mp4", frames, HEIGHT, WIDTH, seed=99)
+    unsent = iter([synthetic_mp4(work / f"v{i}.mp4", frames, HEIGHT, WIDTH, seed=100 + i) for i in range(4 * rounds)])
     question = {"type": "text", "text": "How many chairs are in this room?"}
     caps = ["--min-pixels-per-frame", "3136", "--max-pixels-per-frame", str(HEIGHT * WIDTH)]
     caps += ["--default-num-frames", str(frames), "--served-model-name", "m", "--uploads-dir", str(work / "up")]
@@ -79,37 +82,38 @@ def measure(rounds: int = 12, frames: int = 16) -> dict[str, Any]:
         ),
     ):
         # warm both (first request pays one-time costs)
-        _timed_stream(our_base, "m", [_video_part(videos[-1]), question])
-        _timed_stream(vllm_base, "m", [_video_part(videos[-1]), question])
+        _timed_stream(our_base, "m", [_video_part(warm_up), question])
+        _timed_stream(vllm_base, "m", [_video_part(warm_up), question])
         protocol = Protocol()
         bases = {"ours": our_base, "vllm": vllm_base}
         idle = {"ours": [vllm_process], "vllm": [our_process]}  # stopped while the other is timed
         totals: dict[str, list[float]] = {"ours": [], "vllm": []}
         for i, order in enumerate(shuffled_orders(list(bases), rounds, protocol.seed)):
 
-            def one_round(order: list[str] = order, i: int = i) -> dict[str, float]:
-                times = {}
+            def one_round(order: list[str] = order) -> dict[str, float]:
+                video, times = next(unsent), {}
                 for name in order:
                     with suspended(idle[name]):
-                        times[name] = _timed_stream(bases[name], "m", [_video_part(videos[i]), question])[1]
+                        times[name] = _timed_stream(bases[name], "m", [_video_part(video), question])[1]
                 return times
 
             for name, seconds in protocol.run_pass(f"overhead round {i}", one_round).items():
                 totals[name].append(seconds)
 
         first_ttft, follow_ttft = [], []
-        for i in range(rounds, 2 * rounds):
+
+        def follow_up() -> tuple[float, float]:
+            """Upload a video never sent before (not timed), then ask two questions about it by file id."""
             upload = httpx.post(
-                f"{our_base}/v1/files", files={"file": (f"v{i}.mp4", videos[i], "video/mp4")}, timeout=60
-            ).json()
-            part = {"type": "file", "file": {"file_id": upload["id"]}}
+                f"{our_base}/v1/files", files={"file": ("v.mp4", next(unsent), "video/mp4")}, timeout=60
+            )
+            part = {"type": "file", "file": {"file_id": upload.json()["id"]}}
+            first = _timed_stream(our_base, "m", [part, question])[0]
+            return first, _timed_stream(our_base, "m", [part, {"type": "text", "text": "And the tables?"}])[0]
 
-            def follow_up(part: dict[str, Any] = part) -> tuple[float, float]:
-                first = _timed_stream(our_base, "m", [part, question])[0]
-                return first, _timed_stream(our_base, "m", [part, {"type": "text", "text": "And the tables?"}])[0]
-
+        for i in range(rounds):
             with suspended([vllm_process]):
-                first, follow = protocol.run_pass(f"follow-up round {i - rounds}", follow_up)
+                first, follow = protocol.run_pass(f"follow-up round {i}", follow_up)
             first_ttft.append(first)
             follow_ttft.append(follow)
     samples = {"ours": totals["ours"], "vllm": totals["vllm"], "first_ttft": first_ttft, "follow_ttft": follow_ttft}
