@@ -44,25 +44,27 @@ def engine(checkpoint: Path, dtype: str = "float32", **options) -> Iterator:
 
     options.setdefault("limit_mm_per_prompt", LIMIT_MM_PER_PROMPT)
     set_threads, threads = torch.set_num_threads, torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as env:  # read while the engine is built; nothing started later inherits it
-        env.setenv(IN_PROCESS, "0")
-        llm = LLM(
-            model=str(checkpoint),
-            dtype=dtype,
-            max_model_len=4096,
-            max_num_seqs=4,
-            seed=0,
-            enforce_eager=True,
-            enable_prefix_caching=True,
-            block_size=32,
-            kv_cache_memory_bytes=KV_CACHE_BYTES,
-            **options,
-        )
-    try:
-        yield llm
+    try:  # the process is restored even when the engine fails half-built
+        with pytest.MonkeyPatch.context() as env:  # read while the engine is built; nothing started later inherits it
+            env.setenv(IN_PROCESS, "0")
+            llm = LLM(
+                model=str(checkpoint),
+                dtype=dtype,
+                max_model_len=4096,
+                max_num_seqs=4,
+                seed=0,
+                enforce_eager=True,
+                enable_prefix_caching=True,
+                block_size=32,
+                kv_cache_memory_bytes=KV_CACHE_BYTES,
+                **options,
+            )
+        try:
+            yield llm
+        finally:
+            llm.llm_engine.engine_core.shutdown()
+            del llm
     finally:
-        llm.llm_engine.engine_core.shutdown()
-        del llm
         cleanup_dist_env_and_memory()
         torch.set_num_threads = set_threads
         torch.set_num_threads(threads)
