@@ -29,12 +29,12 @@ from vllm.logger import init_logger
 from vllm.model_executor.models.qwen2_5_vl import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLMultiModalProcessor,
-    Qwen2_5_VLProcessingInfo,
 )
 from vllm.model_executor.models.utils import AutoWeightsLoader
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from model_plugin.capabilities import refuse_unsupported_capabilities
+from model_plugin.hf_processor import SpatialProcessingInfo
 from model_plugin.profiling_inputs import LargestVideoDummyInputs
 
 VIDEO, IMAGE = "video", "image"
@@ -43,10 +43,11 @@ PARAMETERS_LOG_PREFIX = "Spatial-MLLM parameters: "  # one JSON object follows (
 # Under vLLM's logger: vLLM configures only its own hierarchy in the engine processes, where this runs.
 logger = init_logger("vllm.spatial_mllm")
 
-# Each architecture's class decorates itself with this: Qwen2.5-VL's own processor and info; its dummy inputs with
-# the profiling video at the caps' size (model_plugin.profiling_inputs).
+# Each architecture's class decorates itself with this: Qwen2.5-VL's own multimodal processor; its info, whose HF
+# processor reuses vLLM's tokenizer (model_plugin.hf_processor); its dummy inputs with the profiling video at the
+# caps' size (model_plugin.profiling_inputs).
 with_qwen2_5_vl_processor = MULTIMODAL_REGISTRY.register_processor(
-    Qwen2_5_VLMultiModalProcessor, info=Qwen2_5_VLProcessingInfo, dummy_inputs=LargestVideoDummyInputs
+    Qwen2_5_VLMultiModalProcessor, info=SpatialProcessingInfo, dummy_inputs=LargestVideoDummyInputs
 )
 
 

@@ -68,7 +68,7 @@ class Seam:
     replace it.
 
     ``parameters``: the leading parameter names (without ``self``) we call or override, in order. ``members``:
-    attributes that must exist on ``upstream``. ``source_sha256``: for code we copy, the digest of upstream's
+    attributes that must exist on ``upstream``. ``source_sha256``: for code we copy or mirror, the digest of upstream's
     source (whitespace-normalised) when the copy was last compared with it."""
 
     name: str
@@ -451,5 +451,56 @@ MODEL_SEAMS: tuple[Seam, ...] = (
         "loads our modules by name with Qwen's mapper",
         NO_HOOK,
         parameters=("weights", "mapper"),
+    ),
+    # model_plugin/hf_processor.py: the HF processor built from its parts around vLLM's tokenizer, because
+    # transformers 5 loads and drops a tokenizer of its own when given one (about 9 s in each of vLLM's processes).
+    Seam(
+        "SpatialProcessingInfo.get_hf_processor",
+        f"{QWEN}:Qwen2_5_VLProcessingInfo.get_hf_processor",
+        "served from the processor built from its parts; anything else falls back to this",
+        "transformers' ProcessorMixin.from_pretrained not loading a tokenizer it is given",
+        parameters=("kwargs",),
+    ),
+    Seam(
+        "SpatialProcessingInfo._processor_from_parts",
+        "vllm.multimodal.processing.context:InputProcessingContext",
+        "the model config, vLLM's tokenizer and the merged processor arguments, as vLLM's own path reads them",
+        NO_HOOK,
+        members=("model_config", "tokenizer", "get_merged_mm_kwargs"),
+    ),
+    Seam(
+        "SpatialProcessingInfo._changes_construction",
+        "vllm.transformers_utils.processor:cached_get_processor_without_dynamic_kwargs",
+        "which arguments make vLLM build a processor (the rest are call-time): mirrored, not called",
+        NO_HOOK,
+        source_sha256="64a8d8b61f33a48b39aebe5c6039720747484ca758712f305a6525b69d9b12f8",
+    ),
+    Seam(
+        "SpatialProcessingInfo._changes_construction",
+        "vllm.transformers_utils.processor:get_processor_kwargs_keys",
+        "the processor's call-time argument names, by vLLM's own rule",
+        NO_HOOK,
+        parameters=("kwargs_cls",),
+    ),
+    Seam(
+        "SpatialProcessingInfo._changes_construction",
+        "vllm.transformers_utils.processor:get_processor_kwargs_type",
+        "the processor's call-time argument type, by vLLM's own rule",
+        NO_HOOK,
+        parameters=("processor",),
+    ),
+    Seam(
+        "processor_from_parts",
+        "transformers.processing_utils:ProcessorMixin._get_arguments_from_pretrained",
+        "the parts from_pretrained loads (Auto classes for the primary ones): mirrored, tokenizer aside",
+        "transformers' ProcessorMixin.from_pretrained not loading a tokenizer it is given",
+        source_sha256="e83a294734ed6bf3547dcadafad32d67c214044890c23a4d19df77168e8f4ff9",
+    ),
+    Seam(
+        "processor_from_parts",
+        "transformers.processing_utils:ProcessorMixin",
+        "the processor config and chat template as from_pretrained reads them, and its final assembly",
+        NO_HOOK,
+        members=("get_attributes", "get_processor_dict", "from_args_and_dict"),
     ),
 )

@@ -84,8 +84,8 @@ def test_upstream_names_signatures_and_members(seam: Seam) -> None:
     if seam.source_sha256:
         now = _digest(inspect.getsource(found))
         assert now == seam.source_sha256, (
-            f"{_where(seam)}; vLLM changed {seam.upstream}, which {seam.name} copies step for step. Compare its new "
-            f"source with the copy, bring the copy up to date, then set source_sha256 to {now!r}."
+            f"{_where(seam)}; {seam.upstream} changed upstream, and {seam.name} copies or mirrors it step for step. "
+            f"Compare its new source with ours, bring ours up to date, then set source_sha256 to {now!r}."
         )
 
 
