@@ -159,13 +159,18 @@ def _hold_starting_processes(server: psutil.Process, held: set[int]) -> set[int]
     resource tracker (it must stay free to exit after the server); returns the pids held so far.
 
     The geometry worker is among them from its first instant: it takes its name only after seconds of imports,
-    and loads VGGT in well under a second after that, too short a window to catch it by name."""
+    and loads VGGT in well under a second after that, too short a window to catch it by name. Its first instant is
+    its ``exec``: before it, the child still has the server's command line and is a ``vfork`` child (how Python
+    spawns a process) whose parent thread waits until it execs, so holding it then would hold the server's event
+    loop for good (seen once in a full run: the server never noticed the dead engine)."""
     with contextlib.suppress(psutil.Error):
+        server_command = server.cmdline()
         for child in server.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 if child.pid in held or child.name().startswith("VLLM::"):
                     continue
-                if "multiprocessing.resource_tracker import main" in " ".join(child.cmdline()):
+                command = child.cmdline()
+                if command == server_command or "multiprocessing.resource_tracker import main" in " ".join(command):
                     continue
                 child.suspend()
                 held = held | {child.pid}
