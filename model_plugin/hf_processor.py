@@ -8,9 +8,10 @@ three processes (API, engine core, worker) at every start. :func:`processor_from
 from the parts ``from_pretrained`` would end with (its sub-processors, vLLM's tokenizer, the processor config and
 chat template, all read by transformers itself) without the throw-away tokenizer.
 
-:class:`SpatialProcessingInfo` serves it where vLLM's own path would build exactly that processor: a local
-checkpoint, and only call-time arguments (the frame rate, pixel bounds, ...). Anything else (a Hub id, an argument
-that changes how the processor is built, a processor part this does not know) goes to vLLM's path unchanged.
+:class:`SpatialProcessingInfo` serves it where vLLM's own path would build exactly that processor: the
+checkpoint on disk (a local folder, or the snapshot of a Hub id's non-weight files that vLLM's path loads from too)
+and only call-time arguments (the frame rate, sampling flags, ...). Anything else (an argument that changes how the
+processor is built, a processor part this does not know) goes to vLLM's path unchanged.
 ``tests/model_plugin/test_hf_processor.py`` checks the two give equal processors and equal outputs.
 """
 
@@ -24,6 +25,7 @@ from transformers import AutoImageProcessor, AutoVideoProcessor, Qwen2_5_VLProce
 from transformers.processing_utils import ProcessorMixin
 from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLProcessingInfo
 from vllm.transformers_utils.processor import get_processor_kwargs_keys, get_processor_kwargs_type
+from vllm.transformers_utils.repo_utils import get_non_weight_snapshot_path
 
 # The processor parts this builds itself, with the Auto class transformers loads each primary part with.
 PART_LOADERS = {"image_processor": AutoImageProcessor, "video_processor": AutoVideoProcessor}
@@ -62,10 +64,13 @@ class SpatialProcessingInfo(Qwen2_5_VLProcessingInfo):
     def _processor_from_parts(self) -> ProcessorMixin | None:
         model_config = self.ctx.model_config
         tokenizer = self.ctx.tokenizer
-        if tokenizer is None or not Path(model_config.model).is_dir():
+        # the folder vLLM's own path loads from: a local checkpoint as it is, a Hub id's snapshot of its non-weight
+        # files (the id itself where none can be made, which is left to vLLM's path)
+        checkpoint = get_non_weight_snapshot_path(model_config.model, revision=model_config.revision)
+        if tokenizer is None or not Path(checkpoint).is_dir():
             return None
         return processor_from_parts(
-            Qwen2_5_VLProcessor, model_config.model, tokenizer, trust_remote_code=model_config.trust_remote_code
+            Qwen2_5_VLProcessor, checkpoint, tokenizer, trust_remote_code=model_config.trust_remote_code
         )
 
     def _changes_construction(self, processor: ProcessorMixin, kwargs: dict[str, object]) -> bool:

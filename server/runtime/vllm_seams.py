@@ -469,6 +469,13 @@ MODEL_SEAMS: tuple[Seam, ...] = (
         members=("model_config", "tokenizer", "get_merged_mm_kwargs"),
     ),
     Seam(
+        "SpatialProcessingInfo._processor_from_parts",
+        "vllm.transformers_utils.repo_utils:get_non_weight_snapshot_path",
+        "the folder vLLM's own processor path loads from (a Hub id's non-weight snapshot)",
+        NO_HOOK,
+        parameters=("repo_id", "revision"),
+    ),
+    Seam(
         "SpatialProcessingInfo._changes_construction",
         "vllm.transformers_utils.processor:cached_get_processor_without_dynamic_kwargs",
         "which arguments make vLLM build a processor (the rest are call-time): mirrored, not called",
