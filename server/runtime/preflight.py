@@ -104,9 +104,23 @@ def check_front(options: Namespace, positional_model: bool, environ: Mapping[str
     check_environment(environ)
     check_serving_flags(options)
     check_capability_flags(options)
+    check_space_aware_device(options.space_aware_device)
     if options.model:
         check_model(options.model, environ)
     check_port(options.host, options.port)
+
+
+def check_space_aware_device(setting: str) -> None:
+    """A geometry-worker device that is no device, or a GPU this machine lacks. Counting GPUs loads vLLM's
+    platform module (a few seconds, still a fraction of vLLM's whole import), so only a named CUDA device pays."""
+    from server.runtime.gpu_layout import DEVICE_SETTING, geometry_device, visible_gpu_count
+
+    if setting in ("auto", "cpu"):
+        return
+    try:
+        geometry_device(setting, visible_gpu_count() if DEVICE_SETTING.fullmatch(setting) else 0)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def check_environment(environ: Mapping[str, str]) -> None:

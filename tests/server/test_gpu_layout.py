@@ -93,7 +93,7 @@ def test_the_command_refuses_a_gpu_this_machine_does_not_have(tiny_checkpoint: P
     )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    # the refusal comes after vLLM's parser loaded (vLLM's import notices may precede it): it is the last line
+    # refused before vLLM's engine arguments load (vLLM's platform notices may precede it): it is the last line
     assert done.stderr.strip().splitlines()[-1] == (
         "spatial-mllm-serve: error: --space-aware-device cuda:1: this machine has no CUDA GPU; use cpu or auto"
     )
