@@ -41,27 +41,27 @@ hypothesis_settings.load_profile("deterministic")
 ENGINE_FIXTURES = frozenset({"server", "live", "llm", "vllm_server"})
 
 
-def threads_per_worker() -> int | None:
-    """This pytest-xdist worker's share of the cores, or None outside xdist or when the machine has fewer cores
-    than workers."""
-    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if not os.environ.get("PYTEST_XDIST_WORKER") or not count:
+def engine_cores() -> str | None:
+    """The CPU ids this pytest-xdist worker's vLLM engines bind their OpenMP threads to (vLLM's
+    ``VLLM_CPU_OMP_THREADS_BIND`` syntax), or None outside xdist or when the machine has fewer cores than workers.
+
+    vLLM's automatic binding puts every CPU engine's threads on the same core, so two workers' engines would take
+    turns on one core while the other idles; a share of the cores each lets engine tests run two at a time."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count:
         return None
-    return len(os.sched_getaffinity(0)) // int(count) or None
+    cores, workers = sorted(os.sched_getaffinity(0)), int(count)
+    share = len(cores) // workers
+    if share == 0:
+        return None
+    index = int(worker.removeprefix("gw"))
+    return ",".join(str(core) for core in cores[index * share : (index + 1) * share])
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under xdist, the worker and every process it starts (engines, servers, the demo) compute on its share of the
-    cores (OpenMP threads), unpinned; an operator's own settings win.
-
-    vLLM's automatic binding puts every CPU engine on the same core, and binding each worker's engines to a core
-    of their own (as this suite did) pins the engine's worker process whole, main thread included, from its torch
-    import on: its imports and its Python work then queue on one core while the other may idle (its start took
-    9 s alone and up to 85 s in a full run)."""
-    threads = threads_per_worker()
-    if threads is not None:
-        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    cores = engine_cores()
+    if cores is not None:  # an operator's own binding wins
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cores)
 
 
 def engine_binding(engines: int) -> dict[str, str]:
